@@ -1,0 +1,188 @@
+"""OAuth 2.0 token grants against the login host; one shared, thread-safe token.
+
+Salesforce returns no ``expires_in``: a token is used until an API call answers 401, then
+``refresh()`` re-runs the grant once for everyone holding that stale token.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from target_salesforce_crm.errors import AuthenticationError, RetriesExhausted
+from target_salesforce_crm.retry import Backoff
+from target_salesforce_crm.settings import Settings
+
+LOGGER = logging.getLogger("target-salesforce-crm")
+JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+JWT_LIFETIME_SECONDS = 180
+
+# Which credential a user should look at, by flow and OAuth error code.
+_HINTS = {
+    "invalid_client_id": "check client_id (the connected app's consumer key; a new app can "
+    "take a few minutes to propagate)",
+    "invalid_client": "check client_secret (the connected app's consumer secret)",
+    "unsupported_grant_type": "check auth_flow and that the connected app allows this flow",
+}
+_GRANT_HINTS = {
+    "password": "check username, password and security_token (and that the org still allows "
+    "the username-password flow)",
+    "client_credentials": "check that domain is the org's My Domain and that the connected app "
+    "enables the client credentials flow with a Run As user",
+    "jwt": "check username, private_key and that the connected app is pre-authorised for the "
+    "user and holds the matching certificate",
+    "refresh_token": "check refresh_token (it may be expired or revoked)",
+}
+
+
+@dataclass(frozen=True)
+class Token:
+    access_token: str
+    instance_url: str
+
+
+class TokenProvider:
+    """Holds the current access token and obtains a new one when asked."""
+
+    def __init__(self, settings: Settings, session: requests.Session, timeout: tuple) -> None:
+        self._settings = settings
+        self._session = session
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._token: Token | None = None
+        self._refresh_token = settings.credentials.get("refresh_token")
+        self.grants = 0
+
+    def secrets(self) -> list[str]:
+        """Every secret value this provider knows, for redaction."""
+        values = list(self._settings.credentials.values())
+        if self._refresh_token:
+            values.append(self._refresh_token)
+        if self._token:
+            values.append(self._token.access_token)
+        return values
+
+    def token(self) -> Token:
+        with self._lock:
+            if self._token is None:
+                self._token = self._grant()
+            return self._token
+
+    def refresh(self, stale: Token) -> Token:
+        """Re-run the grant unless another thread already replaced ``stale``."""
+        with self._lock:
+            if self._token is None or self._token.access_token == stale.access_token:
+                self._token = self._grant()
+            return self._token
+
+    def _grant(self) -> Token:
+        url = f"{self._settings.login_url}/services/oauth2/token"
+        backoff = Backoff()
+        retried_code_race = False
+        while True:
+            body = self._grant_body()
+            try:
+                response = self._session.post(url, data=body, timeout=self._timeout)
+            except requests.RequestException as exc:
+                if not backoff.sleep():
+                    raise RetriesExhausted(
+                        f"could not reach the token endpoint at {self._settings.login_url} "
+                        f"({type(exc).__name__}); check domain/login_url and the network"
+                    ) from None
+                continue
+            self.grants += 1
+            payload = _json_or_none(response)
+            if response.status_code == 200 and payload and payload.get("access_token"):
+                return self._accept(payload)
+            if response.status_code >= 500 or payload is None:
+                if not backoff.sleep():
+                    raise RetriesExhausted(
+                        f"the token endpoint kept failing (HTTP {response.status_code})"
+                    )
+                continue
+            error = str(payload.get("error") or "unknown_error")
+            description = str(payload.get("error_description") or "")
+            if error == "invalid_grant" and "authorization code" in description:
+                if not retried_code_race:
+                    retried_code_race = True
+                    continue
+            if error == "rate_limit_exceeded" and backoff.sleep():
+                continue
+            raise AuthenticationError(self._explain(error, description))
+
+    def _accept(self, payload: dict[str, Any]) -> Token:
+        rotated = payload.get("refresh_token")
+        if rotated and self._settings.auth_flow == "refresh_token" and rotated != self._refresh_token:
+            self._refresh_token = str(rotated)
+            LOGGER.info("Salesforce rotated the refresh token; using the new one for this run")
+        instance_url = str(payload.get("instance_url") or self._settings.login_url).rstrip("/")
+        return Token(access_token=str(payload["access_token"]), instance_url=instance_url)
+
+    def _explain(self, error: str, description: str) -> str:
+        hint = _HINTS.get(error) or _GRANT_HINTS[self._settings.auth_flow]
+        for secret in self.secrets():
+            description = description.replace(secret, "*****")
+        detail = f" ({description})" if description else ""
+        return (
+            f"Salesforce refused the {self._settings.auth_flow} login at "
+            f"{self._settings.login_url}: {error}{detail}; {hint}"
+        )
+
+    def _grant_body(self) -> dict[str, str]:
+        creds = self._settings.credentials
+        flow = self._settings.auth_flow
+        if flow == "password":
+            return {
+                "grant_type": "password",
+                "client_id": creds["client_id"],
+                "client_secret": creds["client_secret"],
+                "username": creds["username"],
+                "password": creds["password"] + creds.get("security_token", ""),
+            }
+        if flow == "client_credentials":
+            return {
+                "grant_type": "client_credentials",
+                "client_id": creds["client_id"],
+                "client_secret": creds["client_secret"],
+            }
+        if flow == "refresh_token":
+            body = {
+                "grant_type": "refresh_token",
+                "client_id": creds["client_id"],
+                "refresh_token": self._refresh_token or "",
+            }
+            if creds.get("client_secret"):
+                body["client_secret"] = creds["client_secret"]
+            return body
+        return {"grant_type": JWT_GRANT, "assertion": self._jwt_assertion()}
+
+    def _jwt_assertion(self) -> str:
+        import jwt  # noqa: PLC0415 - only the jwt flow needs PyJWT and cryptography
+
+        creds = self._settings.credentials
+        claims = {
+            "iss": creds["client_id"],
+            "sub": creds["username"],
+            "aud": self._settings.login_url,
+            "exp": int(time.time()) + JWT_LIFETIME_SECONDS,
+        }
+        try:
+            return jwt.encode(claims, creds["private_key"], algorithm="RS256")
+        except (ValueError, TypeError, jwt.PyJWTError):
+            raise AuthenticationError(
+                "private_key is not a usable RSA private key in PEM format "
+                "('-----BEGIN PRIVATE KEY-----' or '-----BEGIN RSA PRIVATE KEY-----')"
+            ) from None
+
+
+def _json_or_none(response: requests.Response) -> dict[str, Any] | None:
+    try:
+        payload = response.json()
+    except ValueError:
+        return None
+    return payload if isinstance(payload, dict) else None

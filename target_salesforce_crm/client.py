@@ -1,0 +1,223 @@
+"""HTTP to the Salesforce REST API: auth replay, retries, limits, error classification.
+
+One pooled ``requests.Session`` is shared by all worker threads. Every call goes through
+``SalesforceClient.call``, which applies the single policy of ``errors.classify_response``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from target_salesforce_crm.auth import Token, TokenProvider
+from target_salesforce_crm.errors import (
+    ApiLimitReached,
+    AuthenticationError,
+    ErrorClass,
+    RequestFailed,
+    RetriesExhausted,
+    classify_response,
+)
+from target_salesforce_crm.retry import Backoff, parse_retry_after
+from target_salesforce_crm.settings import Settings
+
+LOGGER = logging.getLogger("target-salesforce-crm")
+TIMEOUT = (10.0, 180.0)  # connect, read: Salesforce itself times a call out after 10 minutes
+_LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
+
+
+def new_session(pool_size: int) -> requests.Session:
+    """A keep-alive session with room for one connection per concurrent call."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(pool_size, 2), max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.headers["User-Agent"] = "target-salesforce-crm"
+    return session
+
+
+class ApiUsage:
+    """Daily API usage from ``Sforce-Limit-Info``, and the decision to stop before a share."""
+
+    def __init__(self, limit_percent: float) -> None:
+        self.limit_percent = limit_percent
+        self.used: int | None = None
+        self.max: int | None = None
+        self._in_flight = 0
+        self._lock = threading.Lock()
+        self.stopped: ApiLimitReached | None = None
+
+    def observe(self, header: str | None) -> None:
+        match = _LIMIT_INFO.search(header or "")
+        if match:
+            with self._lock:
+                self.used, self.max = int(match.group(1)), int(match.group(2))
+
+    @property
+    def percent(self) -> float | None:
+        if self.used is None or not self.max:
+            return None
+        return 100.0 * self.used / self.max
+
+    def reserve(self) -> None:
+        """Claim one call, or raise ApiLimitReached if it would pass the allowed share."""
+        with self._lock:
+            if self.stopped:
+                raise self.stopped
+            if self.used is not None and self.max:
+                allowed = self.max * self.limit_percent / 100.0
+                if self.used + self._in_flight + 1 > allowed:
+                    self.stopped = ApiLimitReached(
+                        f"stopped before passing api_usage_limit_percent="
+                        f"{self.limit_percent:g}: the org has used {self.used} of its "
+                        f"{self.max} daily API requests"
+                    )
+                    raise self.stopped
+            self._in_flight += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    def exhausted(self, message: str) -> ApiLimitReached:
+        with self._lock:
+            if not self.stopped:
+                self.stopped = ApiLimitReached(message)
+            return self.stopped
+
+
+@dataclass
+class CallCounts:
+    """API calls made, by kind (each counts against the org's daily allocation)."""
+
+    total: int = 0
+    describe: int = 0
+    collections: int = 0
+    retries: int = 0
+    reauth: int = 0
+
+
+class SalesforceClient:
+    """Authenticated JSON calls to ``{instance_url}/services/data/vXX.X/...``."""
+
+    def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
+        self.settings = settings
+        self.session = session or new_session(settings.max_concurrency)
+        self.tokens = TokenProvider(settings, self.session, TIMEOUT)
+        self.usage = ApiUsage(settings.api_usage_limit_percent)
+        self.counts = CallCounts()
+        self._counts_lock = threading.Lock()
+        self.on_concurrency_limit = lambda: None
+
+    def describe(self, object_type: str) -> dict[str, Any]:
+        self._count("describe")
+        return self.call("GET", f"sobjects/{object_type}/describe/")
+
+    def collections_update(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        self._count("collections")
+        return self.call("PATCH", "composite/sobjects", {"allOrNone": False, "records": records})
+
+    def collections_upsert(
+        self, object_type: str, external_id_field: str, records: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        self._count("collections")
+        path = f"composite/sobjects/{object_type}/{external_id_field}"
+        return self.call("PATCH", path, {"allOrNone": False, "records": records})
+
+    def _count(self, kind: str) -> None:
+        with self._counts_lock:
+            setattr(self.counts, kind, getattr(self.counts, kind) + 1)
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        """One logical call: retried on transient errors, replayed once after re-auth."""
+        backoff = Backoff()
+        token = self.tokens.token()
+        reauthenticated = False
+        while True:
+            self.usage.reserve()
+            try:
+                response = self._send(method, token, path, body)
+            except requests.RequestException as exc:
+                self.usage.release()
+                self._retry_or_raise(backoff, None, f"{type(exc).__name__} on {method} {path}")
+                continue
+            self.usage.release()
+            self.usage.observe(response.headers.get("Sforce-Limit-Info"))
+            payload, parsed = _parse_json(response)
+            if 200 <= response.status_code < 300:
+                if parsed:
+                    return payload
+                self._retry_or_raise(backoff, None, f"a non-JSON answer to {method} {path}")
+                continue
+            code, message = _first_error(payload)
+            kind = classify_response(response.status_code, code, message)
+            if not parsed and kind is ErrorClass.PERMANENT:
+                kind = ErrorClass.TRANSIENT
+            if kind is ErrorClass.AUTH:
+                if reauthenticated:
+                    raise AuthenticationError(
+                        f"Salesforce rejected a freshly issued token on {method} {path} "
+                        f"({code or response.status_code}); check the connected app's API scope"
+                    )
+                reauthenticated = True
+                self._count("reauth")
+                LOGGER.info("Session expired or invalid; re-authenticating once and replaying")
+                token = self.tokens.refresh(token)
+                continue
+            if kind is ErrorClass.QUOTA:
+                raise self.usage.exhausted(
+                    f"Salesforce answered {code}: {message} — the org's daily API allocation "
+                    "is used up"
+                )
+            if kind is ErrorClass.CONCURRENCY:
+                self.on_concurrency_limit()
+                self._retry_or_raise(backoff, None, f"{code} ({message})")
+                continue
+            if kind is ErrorClass.TRANSIENT:
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                self._retry_or_raise(backoff, retry_after, f"HTTP {response.status_code} {code}")
+                continue
+            raise RequestFailed(
+                response.status_code,
+                code,
+                f"Salesforce refused {method} {path}: HTTP {response.status_code} "
+                f"{code or ''} {message or ''}".strip(),
+            )
+
+    def _send(self, method: str, token: Token, path: str, body: Any) -> requests.Response:
+        url = f"{token.instance_url}/services/data/v{self.settings.api_version}/{path}"
+        headers = {"Authorization": f"Bearer {token.access_token}", "Accept": "application/json"}
+        with self._counts_lock:
+            self.counts.total += 1
+        return self.session.request(method, url, json=body, headers=headers, timeout=TIMEOUT)
+
+    def _retry_or_raise(self, backoff: Backoff, retry_after: float | None, what: str) -> None:
+        self._count("retries")
+        LOGGER.info("Transient failure (%s); retrying with backoff", what)
+        if not backoff.sleep(retry_after):
+            raise RetriesExhausted(
+                f"Salesforce kept failing after {backoff.attempts} retries: {what}"
+            )
+
+
+def _parse_json(response: requests.Response) -> tuple[Any, bool]:
+    try:
+        return response.json(), True
+    except ValueError:
+        return None, False
+
+
+def _first_error(payload: Any) -> tuple[str | None, str | None]:
+    """``errorCode`` and ``message`` from the REST error array (or a bare error object)."""
+    item = payload[0] if isinstance(payload, list) and payload else payload
+    if isinstance(item, dict):
+        code = item.get("errorCode") or item.get("error")
+        message = item.get("message") or item.get("error_description")
+        return (str(code) if code else None), (str(message) if message else None)
+    return None, None

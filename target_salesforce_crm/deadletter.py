@@ -1,0 +1,90 @@
+"""The dead-letter file: one JSON line per rejected record, durable before STATE moves on."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import json
+import logging
+import os
+import threading
+from typing import IO, Any
+
+LOGGER = logging.getLogger("target-salesforce-crm")
+_MIN_SCRUB_LENGTH = 3
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    return str(value)
+
+
+def scrub(message: str, payload: dict[str, Any]) -> str:
+    """Remove profile values that Salesforce echoes in error messages (e.g. STRING_TOO_LONG)."""
+    for name, value in payload.items():
+        if name in ("attributes", "id") or not isinstance(value, str):
+            continue
+        if len(value) >= _MIN_SCRUB_LENGTH and value in message:
+            message = message.replace(value, "<value>")
+    return message
+
+
+class DeadLetter:
+    """Append-only JSONL writer shared by all sinks and worker threads."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self._file: IO[str] | None = None
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def write(
+        self,
+        *,
+        stream: str,
+        object_type: str,
+        record_id: str | None,
+        code: str,
+        message: str,
+        fields: tuple[str, ...] | list[str],
+        origin: str,
+        record: dict[str, Any],
+    ) -> None:
+        entry = {
+            "stream": stream,
+            "object": object_type,
+            "id": record_id,
+            "error_code": code,
+            "message": message,
+            "fields": list(fields),
+            "origin": origin,
+            "rejected_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "record": record,
+        }
+        line = json.dumps(entry, default=_json_default, ensure_ascii=False)
+        with self._lock:
+            self.count += 1
+            if self.path is None:
+                return
+            if self._file is None:
+                directory = os.path.dirname(os.path.abspath(self.path))
+                os.makedirs(directory, exist_ok=True)
+                self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+            self._file.write(line + "\n")
+
+    def sync(self) -> None:
+        """Flush and fsync, so a STATE emitted after this never covers a lost rejection."""
+        with self._lock:
+            if self._file is not None:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self.sync()
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None

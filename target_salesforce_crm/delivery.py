@@ -1,0 +1,208 @@
+"""Sending chunks of up to 200 records: a bounded window of concurrent collections calls.
+
+A chunk is "done" only when each of its records has landed or been written to the dead-letter
+file. ``Dispatcher.wait_idle()`` is the barrier the target passes before it emits STATE.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from target_salesforce_crm.client import SalesforceClient
+from target_salesforce_crm.deadletter import DeadLetter, scrub
+from target_salesforce_crm.errors import ErrorClass, RequestFailed, TargetError, classify_record_error
+from target_salesforce_crm.retry import Backoff
+from target_salesforce_crm.stats import RunStats, StreamStats
+
+LOGGER = logging.getLogger("target-salesforce-crm")
+LOCK_RETRY_ATTEMPTS = 6
+
+
+@dataclass
+class Entry:
+    """One payload for one Salesforce record, and the source records merged into it."""
+
+    key: str
+    payload: dict[str, Any]
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def merge(self, payload: dict[str, Any], record: dict[str, Any]) -> None:
+        """Later values win, field by field; absent fields keep the earlier value."""
+        self.payload.update(payload)
+        self.records.append(record)
+
+
+@dataclass
+class Chunk:
+    """Entries for one collections call, with what is needed to account for the results."""
+
+    stream: str
+    object_type: str
+    stats: StreamStats
+    segment_fields: tuple[str, ...]
+    entries: list[Entry]
+    external_id_field: str | None = None
+
+    @property
+    def keys(self) -> list[tuple[str, str]]:
+        return [(self.object_type, e.key) for e in self.entries]
+
+
+class Deliverer:
+    """Sends one chunk and accounts for every record in it (landed, retried or rejected)."""
+
+    def __init__(
+        self, client: SalesforceClient, dead_letter: DeadLetter, stats: RunStats, *, dry_run: bool
+    ) -> None:
+        self.client = client
+        self.dead_letter = dead_letter
+        self.stats = stats
+        self.dry_run = dry_run
+
+    def reject(self, chunk: Chunk, entry: Entry, code: str, message: str,
+               fields: tuple[str, ...] | list[str], origin: str = "salesforce") -> None:
+        for record in entry.records:
+            self.dead_letter.write(
+                stream=chunk.stream, object_type=chunk.object_type, record_id=entry.key,
+                code=code, message=message, fields=fields, origin=origin, record=record,
+            )
+            self.stats.rejected(chunk.stats, code)
+        LOGGER.warning("rejected %s %s: %s %s", chunk.object_type, entry.key, code, list(fields))
+
+    def deliver(self, chunk: Chunk) -> None:
+        if self.dry_run:
+            for entry in chunk.entries:
+                self.stats.would_send(chunk.stats, entry.payload, chunk.segment_fields)
+            return
+        self._send(chunk, chunk.entries)
+
+    def _call(self, chunk: Chunk, entries: list[Entry]) -> list[dict[str, Any]]:
+        payloads = [e.payload for e in entries]
+        if chunk.external_id_field:
+            return self.client.collections_upsert(
+                chunk.object_type, chunk.external_id_field, payloads
+            )
+        return self.client.collections_update(payloads)
+
+    def _send(self, chunk: Chunk, entries: list[Entry]) -> None:
+        backoff = Backoff(attempts=LOCK_RETRY_ATTEMPTS)
+        while entries:
+            try:
+                results = self._call(chunk, entries)
+            except RequestFailed as exc:
+                if not exc.is_data_error:
+                    raise
+                self._isolate(chunk, entries, exc)
+                return
+            if not isinstance(results, list) or len(results) != len(entries):
+                raise TargetError(
+                    f"Salesforce returned {len(results) if isinstance(results, list) else 'no'} "
+                    f"results for {len(entries)} {chunk.object_type} records; stopping so that "
+                    "no record is assumed written"
+                )
+            locked = []
+            for entry, result in zip(entries, results, strict=True):
+                if result.get("success"):
+                    self.stats.landed(chunk.stats, entry.payload, chunk.segment_fields,
+                                      created=bool(result.get("created")))
+                    continue
+                error = (result.get("errors") or [{}])[0]
+                code = str(error.get("statusCode") or "UNKNOWN_ERROR")
+                if classify_record_error(code) is ErrorClass.TRANSIENT:
+                    locked.append(entry)
+                    continue
+                self.reject(chunk, entry, code, scrub(str(error.get("message") or ""),
+                                                      entry.payload), error.get("fields") or [])
+            if locked and not backoff.sleep():
+                for entry in locked:
+                    self.reject(chunk, entry, "UNABLE_TO_LOCK_ROW",
+                                f"record still locked after {LOCK_RETRY_ATTEMPTS} retries", [])
+                return
+            if locked:
+                self.stats.retried(chunk.stats, len(locked))
+            entries = locked
+
+    def _isolate(self, chunk: Chunk, entries: list[Entry], exc: RequestFailed) -> None:
+        """A request-level data error: split until the culprit record is alone, then reject it."""
+        if len(entries) == 1:
+            entry = entries[0]
+            self.reject(chunk, entry, exc.error_code or "REQUEST_FAILED",
+                        scrub(str(exc), entry.payload), [])
+            return
+        middle = len(entries) // 2
+        LOGGER.info("request-level %s on a %d-record call; splitting to isolate the record",
+                    exc.error_code, len(entries))
+        self._send(chunk, entries[:middle])
+        self._send(chunk, entries[middle:])
+
+
+class Dispatcher:
+    """At most ``limit`` chunks in flight; chunks sharing a record key never overlap."""
+
+    def __init__(self, max_concurrency: int, deliver: Callable[[Chunk], None]) -> None:
+        self._deliver = deliver
+        self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="sf-call")
+        self._cond = threading.Condition()
+        self.limit = max_concurrency
+        self._in_flight = 0
+        self._keys: dict[tuple[str, str], int] = {}
+        self._failure: BaseException | None = None
+
+    def submit(self, chunk: Chunk) -> None:
+        keys = chunk.keys
+        with self._cond:
+            while True:
+                self._raise_failure()
+                if self._in_flight < self.limit and not any(k in self._keys for k in keys):
+                    break
+                self._cond.wait()
+            self._in_flight += 1
+            for key in keys:
+                self._keys[key] = self._keys.get(key, 0) + 1
+        self._pool.submit(self._run, chunk, keys)
+
+    def _run(self, chunk: Chunk, keys: list[tuple[str, str]]) -> None:
+        try:
+            self._deliver(chunk)
+        except BaseException as exc:
+            with self._cond:
+                if self._failure is None:
+                    self._failure = exc
+        finally:
+            with self._cond:
+                self._in_flight -= 1
+                for key in keys:
+                    remaining = self._keys[key] - 1
+                    if remaining:
+                        self._keys[key] = remaining
+                    else:
+                        del self._keys[key]
+                self._cond.notify_all()
+
+    def wait_idle(self) -> None:
+        """Block until nothing is in flight; re-raise the first failure of any chunk."""
+        with self._cond:
+            while self._in_flight:
+                self._cond.wait()
+            self._raise_failure()
+
+    def lower_concurrency(self) -> None:
+        with self._cond:
+            if self.limit > 1:
+                self.limit = max(1, self.limit // 2)
+                LOGGER.warning(
+                    "Salesforce reported too many concurrent long requests; "
+                    "lowering concurrency to %d", self.limit,
+                )
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True)

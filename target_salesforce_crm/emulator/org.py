@@ -1,0 +1,274 @@
+"""In-memory org: records, external-id indexes, API usage, concurrency and fault decisions.
+
+One lock guards all of it. Anything slow (JSON, validation, sleeping) happens
+outside the lock, so the lock is only held for dictionary updates and counters.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .faults import FaultSettings
+from .ids import make_id, parse_id, to_18
+from .schema import FieldSpec, SObjectSchema
+
+FAULT_KINDS = ("latency", "drop", "html_503", "http_503", "http_500", "lock", "token_expired",
+               "concurrency_limit", "daily_limit")
+
+
+def timestamp() -> str:
+    """Salesforce's datetime wire format, e.g. 2024-05-01T10:00:00.000+0000."""
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}+0000"
+
+
+@dataclass(slots=True)
+class Admission:
+    """What to do with one authenticated API request once it has been let in (or not)."""
+
+    limit_info: str
+    error: tuple[int, str, str] | None = None
+    fault: str | None = None
+    latency_s: float = 0.0
+    entered: bool = False
+
+
+class Org:
+    """The emulated org's data and counters."""
+
+    def __init__(self, schemas: dict[str, SObjectSchema], faults: FaultSettings) -> None:
+        self.schemas = schemas
+        self.schemas_lower = {name.lower(): schema for name, schema in schemas.items()}
+        self.by_prefix = {schema.key_prefix: schema for schema in schemas.values()}
+        self.faults = faults
+        self.lock = threading.Lock()
+        self.rng = random.Random(faults.random_seed)
+        self.store: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in schemas}
+        self.indexes: dict[str, dict[str, dict[str, list[str]]]] = {
+            name: {spec.name: {} for spec in schema.external_id_fields()}
+            for name, schema in schemas.items()
+        }
+        self._counters = {schema.key_prefix: 0 for schema in schemas.values()}
+        self.api_usage = faults.initial_api_usage
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.api_calls = 0
+        self.requests = 0
+        self.collections_calls = 0
+        self.collections_records = 0
+        self.describe_calls: dict[str, int] = {}
+        self.faults_injected = dict.fromkeys(FAULT_KINDS, 0)
+
+    # --- limits and faults -------------------------------------------------
+
+    def limit_info(self) -> str:
+        return f"api-usage={self.api_usage}/{self.faults.daily_api_limit}"
+
+    def note_request(self) -> None:
+        with self.lock:
+            self.requests += 1
+
+    def note_fault(self, kind: str, count: int = 1) -> None:
+        with self.lock:
+            self.faults_injected[kind] += count
+
+    def admit(self) -> Admission:
+        """Charge one API call, enforce daily and concurrency limits, and draw the request fault.
+
+        Faults are decided here, before the request's body is looked at, so an
+        injected failure can never follow a write.
+        """
+        faults = self.faults
+        with self.lock:
+            if self.api_usage >= faults.daily_api_limit:
+                self.faults_injected["daily_limit"] += 1
+                return Admission(self.limit_info(), error=(
+                    403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."))
+            self.api_usage += 1
+            self.api_calls += 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            admission = Admission(self.limit_info(), entered=True)
+            if faults.concurrency_limit and self.in_flight > faults.concurrency_limit:
+                self.faults_injected["concurrency_limit"] += 1
+                admission.error = (403, "REQUEST_LIMIT_EXCEEDED",
+                                   "ConcurrentPerOrgLongTxn Limit exceeded.")
+                return admission
+            if faults.latency_ms:
+                self.faults_injected["latency"] += 1
+                admission.latency_s = faults.latency_ms / 1000.0
+            admission.fault = self._draw_fault()
+            if admission.fault:
+                self.faults_injected[admission.fault] += 1
+            return admission
+
+    def _draw_fault(self) -> str | None:
+        faults = self.faults
+        rates = (("drop", faults.drop_rate), ("html_503", faults.html_503_rate),
+                 ("http_503", faults.http_503_rate), ("http_500", faults.http_500_rate))
+        if not any(rate for _, rate in rates):
+            return None
+        draw = self.rng.random()
+        threshold = 0.0
+        for kind, rate in rates:
+            threshold += rate
+            if draw < threshold:
+                return kind
+        return None
+
+    def release(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
+
+    def lock_fault(self) -> bool:
+        """Per-record UNABLE_TO_LOCK_ROW draw; call with the lock held."""
+        rate = self.faults.lock_rate
+        if rate and self.rng.random() < rate:
+            self.faults_injected["lock"] += 1
+            return True
+        return False
+
+    def set_faults(self, values: dict[str, Any]) -> None:
+        with self.lock:
+            self.faults.update(values)
+            if "random_seed" in values:
+                self.rng = random.Random(self.faults.random_seed)
+            if "initial_api_usage" in values:
+                self.api_usage = self.faults.initial_api_usage
+
+    def reset_usage(self) -> None:
+        with self.lock:
+            self.api_usage = 0
+
+    def stats(self, token_requests: int) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "api_calls": self.api_calls,
+                "token_requests": token_requests,
+                "describe_calls": dict(self.describe_calls),
+                "collections_calls": self.collections_calls,
+                "collections_records": self.collections_records,
+                "requests": self.requests,
+                "faults_injected": dict(self.faults_injected),
+                "api_usage": self.api_usage,
+                "api_limit": self.faults.daily_api_limit,
+                "max_in_flight": self.max_in_flight,
+                "in_flight": self.in_flight,
+                "faults": self.faults.as_dict(),
+            }
+
+    # --- records (callers of the write helpers hold the lock) ------------------
+
+    def schema(self, name: str) -> SObjectSchema:
+        schema = self.schemas_lower.get(name.lower())
+        if schema is None:
+            raise ValueError(f"unknown sObject type: {name}")
+        return schema
+
+    def new_key(self, schema: SObjectSchema) -> str:
+        store = self.store[schema.name]
+        while True:
+            self._counters[schema.key_prefix] += 1
+            key = make_id(schema.key_prefix, self._counters[schema.key_prefix])[:15]
+            if key not in store:
+                return key
+
+    def lookup_external(self, schema: SObjectSchema, spec: FieldSpec, value: str) -> list[str]:
+        return self.indexes[schema.name][spec.name].get(value.lower(), [])
+
+    def insert(self, schema: SObjectSchema, values: dict[str, Any], now: str,
+               key: str | None = None) -> str:
+        key = key or self.new_key(schema)
+        record: dict[str, Any] = {"Id": to_18(key)}
+        for spec in schema.fields:
+            if spec.defaulted_on_create and spec.default_value is not None:
+                record[spec.name] = spec.default_value
+        record.update(values)
+        record.setdefault("CreatedDate", now)
+        record.setdefault("LastModifiedDate", now)
+        _derive(record)
+        self.store[schema.name][key] = record
+        self._index(schema, key, record, add=True)
+        return record["Id"]
+
+    def update(self, schema: SObjectSchema, key: str, values: dict[str, Any], now: str) -> None:
+        record = self.store[schema.name][key]
+        self._index(schema, key, record, add=False)
+        record.update(values)
+        record["LastModifiedDate"] = now
+        _derive(record)
+        self._index(schema, key, record, add=True)
+
+    def delete(self, schema: SObjectSchema, key: str) -> None:
+        record = self.store[schema.name].pop(key)
+        self._index(schema, key, record, add=False)
+
+    def _index(self, schema: SObjectSchema, key: str, record: dict[str, Any], *, add: bool) -> None:
+        for field_name, index in self.indexes[schema.name].items():
+            value = record.get(field_name)
+            if value is None or value == "":
+                continue
+            keys = index.setdefault(str(value).lower(), [])
+            if add:
+                keys.append(key)
+            elif key in keys:
+                keys.remove(key)
+
+    # --- the Python API's view -------------------------------------------------
+
+    def seed(self, object_name: str, records: Iterable[dict[str, Any]]) -> list[str]:
+        """Store records as-is (no validation), so tests can build any starting state."""
+        schema = self.schema(object_name)
+        now = timestamp()
+        ids = []
+        with self.lock:
+            for raw in records:
+                if not isinstance(raw, dict):
+                    raise ValueError("each seeded record must be a JSON object")
+                values: dict[str, Any] = {}
+                key = None
+                for name, value in raw.items():
+                    if name == "attributes":
+                        continue
+                    if name.lower() == "id":
+                        key = parse_id(value)
+                        if key is None or not key.startswith(schema.key_prefix):
+                            raise ValueError(f"not a valid {schema.name} Id: {value!r}")
+                        continue
+                    spec = schema.field(name)
+                    if spec is None:
+                        raise ValueError(f"No such column '{name}' on sobject of type "
+                                         f"{schema.name}")
+                    values[spec.name] = value
+                if key is not None and key in self.store[schema.name]:
+                    self.delete(schema, key)
+                ids.append(self.insert(schema, values, now, key=key))
+        return ids
+
+    def get(self, object_name: str, record_id: str) -> dict[str, Any] | None:
+        schema = self.schema(object_name)
+        key = parse_id(record_id)
+        with self.lock:
+            record = self.store[schema.name].get(key) if key else None
+            return dict(record) if record is not None else None
+
+    def records(self, object_name: str) -> list[dict[str, Any]]:
+        schema = self.schema(object_name)
+        with self.lock:
+            return [dict(record) for record in self.store[schema.name].values()]
+
+
+def _derive(record: dict[str, Any]) -> None:
+    """Keep the compound Name and the formula field in step with their inputs."""
+    parts = [record.get("FirstName"), record.get("LastName")]
+    record["Name"] = " ".join(str(part) for part in parts if part)
+    score = record.get("Loyalty_Score__c")
+    if isinstance(score, (int, float)) and not isinstance(score, bool):
+        record["Formula_Tier__c"] = "Gold" if score >= 80 else "Standard"
+    else:
+        record["Formula_Tier__c"] = None

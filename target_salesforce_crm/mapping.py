@@ -1,0 +1,312 @@
+"""Record → sObject payload: paths, serialization, Id checks, segment statuses.
+
+Everything that depends only on the configuration and the describe result is computed once in
+``RecordMapper.__init__``; ``map()`` is the per-record hot path and does no look-ups beyond that.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from target_salesforce_crm.ids import normalize_id
+from target_salesforce_crm.preflight import FieldSpec
+from target_salesforce_crm.settings import Settings
+
+_MISSING = object()
+_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+TEXT_TYPES = frozenset(
+    {"string", "textarea", "email", "phone", "url", "picklist", "multipicklist", "combobox",
+     "reference", "encryptedstring"}
+)
+INTEGER_TYPES = frozenset({"int", "long"})
+NUMBER_TYPES = frozenset({"double", "currency", "percent"})
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a record cannot be sent: code, message (no profile values) and fields."""
+
+    code: str
+    message: str
+    fields: tuple[str, ...] = ()
+
+
+class RecordRejected(Exception):
+    def __init__(self, rejection: Rejection) -> None:
+        super().__init__(rejection.message)
+        self.rejection = rejection
+
+
+class Path:
+    """A source path: tried as one literal key first, then walked through nested objects."""
+
+    __slots__ = ("flat", "parts", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.parts = tuple(text.split("."))
+        self.flat = "__".join(self.parts)
+
+    def get(self, record: dict[str, Any]) -> Any:
+        value = record.get(self.text, _MISSING)
+        if value is not _MISSING:
+            return value
+        node: Any = record
+        for part in self.parts:
+            if not isinstance(node, dict):
+                node = _MISSING
+                break
+            node = node.get(part, _MISSING)
+            if node is _MISSING:
+                break
+        if node is _MISSING and len(self.parts) > 1:
+            node = record.get(self.flat, _MISSING)
+        return None if node is _MISSING else node
+
+
+@dataclass(frozen=True)
+class MappedField:
+    path: Path
+    spec: FieldSpec
+
+
+@dataclass
+class Mapped:
+    """One record ready to send: its merge key and the sObject payload."""
+
+    key: str
+    payload: dict[str, Any]
+
+
+class RecordMapper:
+    """Maps records of one stream to payloads for one Salesforce object."""
+
+    def __init__(
+        self, settings: Settings, object_type: str, fields: dict[str, FieldSpec]
+    ) -> None:
+        self.object_type = object_type
+        self.upsert = settings.operation == "upsert"
+        self.truncate = settings.string_overflow == "truncate"
+        self.id_path = Path(settings.id_source)
+        self.external_id: MappedField | None = None
+        if self.upsert and settings.external_id_field and settings.external_id_source:
+            self.external_id = MappedField(
+                Path(settings.external_id_source), fields[settings.external_id_field.lower()]
+            )
+        self.fields = tuple(
+            MappedField(Path(m.source), fields[m.target.lower()])
+            for m in settings.mappings_for(object_type)
+        )
+        self.membership_path = Path(settings.segment_membership_path)
+        self.segments = tuple(
+            (
+                m.segment_id,
+                fields[m.mapping_id.lower()],
+                Path(f"{settings.segment_membership_path}.{m.segment_id}.status"),
+            )
+            for m in settings.segment_mappings
+        )
+        self.status_values = settings.segment_status_values
+        self.required_on_create = tuple(
+            spec.name for spec in fields.values() if spec.required_on_create
+        )
+        self.truncated: dict[str, int] = {}
+
+    def map(self, record: dict[str, Any]) -> Mapped:
+        """Build the payload for ``record``; raise RecordRejected naming what is wrong."""
+        payload: dict[str, Any] = {"attributes": {"type": self.object_type}}
+        if self.external_id is None:
+            record_id, problem = normalize_id(self.id_path.get(record), self.object_type)
+            if problem:
+                raise RecordRejected(Rejection(problem.code, problem.message, ("Id",)))
+            payload["id"] = key = str(record_id)
+        for mapped in self.fields:
+            value = mapped.path.get(record)
+            if value is not None:
+                payload[mapped.spec.name] = self._serialize(mapped.spec, value)
+        if self.external_id is not None:
+            key = self._external_key(self.external_id, record, payload)
+        self._map_segments(record, payload)
+        self._check_required(payload)
+        return Mapped(key=key, payload=payload)
+
+    def _external_key(
+        self, external_id: MappedField, record: dict[str, Any], payload: dict[str, Any]
+    ) -> str:
+        spec = external_id.spec
+        value = external_id.path.get(record)
+        if value is None or value == "":
+            raise RecordRejected(
+                Rejection(
+                    "MISSING_EXTERNAL_ID",
+                    f"the record has no value at {external_id.path.text} for {spec.name}",
+                    (spec.name,),
+                )
+            )
+        serialized = self._serialize(spec, value)
+        payload[spec.name] = serialized
+        text = str(serialized)
+        return text if spec.case_sensitive else text.lower()
+
+    def _map_segments(self, record: dict[str, Any], payload: dict[str, Any]) -> None:
+        if not self.segments:
+            return
+        memberships = self.membership_path.get(record)
+        for segment_id, spec, status_path in self.segments:
+            entry = memberships.get(segment_id) if isinstance(memberships, dict) else None
+            status = entry.get("status") if isinstance(entry, dict) else status_path.get(record)
+            if status is None or status == "":
+                continue
+            if not isinstance(status, str):
+                raise RecordRejected(
+                    Rejection(
+                        "INVALID_SEGMENT_STATUS",
+                        f"the status of segment {segment_id} is not a string",
+                        (spec.name,),
+                    )
+                )
+            payload[spec.name] = self._fit(spec, self.status_values.get(status, status))
+
+    def _check_required(self, payload: dict[str, Any]) -> None:
+        names = self.required_on_create if self.upsert else ()
+        missing = [n for n in names if payload.get(n) in (None, "")]
+        missing += [
+            f.spec.name
+            for f in self.fields
+            if f.spec.required_on_create and payload.get(f.spec.name, _MISSING) == ""
+            and f.spec.name not in missing
+        ]
+        if missing:
+            raise RecordRejected(
+                Rejection(
+                    "REQUIRED_FIELD_MISSING",
+                    f"required field(s) empty or missing: {', '.join(missing)}",
+                    tuple(missing),
+                )
+            )
+
+    def _serialize(self, spec: FieldSpec, value: Any) -> Any:
+        kind = spec.type
+        if isinstance(value, (dict, list)) and kind != "multipicklist":
+            raise RecordRejected(
+                Rejection(
+                    "INVALID_FIELD_VALUE",
+                    f"{spec.name} expects a {kind} but the record holds "
+                    f"{'an object' if isinstance(value, dict) else 'a list'}",
+                    (spec.name,),
+                )
+            )
+        if kind in TEXT_TYPES:
+            return self._fit(spec, _as_text(value))
+        if kind == "boolean":
+            return _as_bool(spec, value)
+        if kind in INTEGER_TYPES or kind in NUMBER_TYPES:
+            return _as_number(spec, value, integer=kind in INTEGER_TYPES)
+        if kind == "date":
+            return _as_date(spec, value)
+        if kind == "datetime":
+            return _as_datetime(spec, value)
+        return _as_text(value)
+
+    def _fit(self, spec: FieldSpec, text: str) -> str:
+        if spec.type == "email" and text and not _EMAIL.match(text):
+            raise RecordRejected(
+                Rejection("INVALID_EMAIL_ADDRESS", f"{spec.name} is not a valid email address",
+                          (spec.name,))
+            )
+        if spec.length and len(text) > spec.length:
+            if self.truncate and spec.type != "email":
+                self.truncated[spec.name] = self.truncated.get(spec.name, 0) + 1
+                return text[: spec.length]
+            raise RecordRejected(
+                Rejection(
+                    "STRING_TOO_LONG",
+                    f"{spec.name} holds {len(text)} characters; the field allows {spec.length}",
+                    (spec.name,),
+                )
+            )
+        return text
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime.datetime):
+        return _iso_datetime(value)
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return format(value, "f")
+    return str(value)
+
+
+def _as_bool(spec: FieldSpec, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise RecordRejected(
+        Rejection("INVALID_FIELD_VALUE", f"{spec.name} expects true or false", (spec.name,))
+    )
+
+
+def _as_number(spec: FieldSpec, value: Any, *, integer: bool) -> int | float:
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = decimal.Decimal(value) if isinstance(value, str) else value
+        if integer:
+            if number != int(number):
+                raise ValueError
+            return int(number)
+        if isinstance(number, decimal.Decimal):
+            return int(number) if number == number.to_integral_value() else float(number)
+        return number  # type: ignore[no-any-return]
+    except (ValueError, TypeError, ArithmeticError):
+        what = "an integer" if integer else "a number"
+        raise RecordRejected(
+            Rejection("INVALID_FIELD_VALUE", f"{spec.name} expects {what}", (spec.name,))
+        ) from None
+
+
+def _iso_datetime(value: datetime.datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=datetime.timezone.utc)
+    return value.isoformat()
+
+
+def _as_date(spec: FieldSpec, value: Any) -> str:
+    if isinstance(value, datetime.datetime):
+        return value.date().isoformat()
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, str):
+        try:
+            return datetime.date.fromisoformat(value[:10]).isoformat()
+        except ValueError:
+            pass
+    raise RecordRejected(
+        Rejection("INVALID_FIELD_VALUE", f"{spec.name} expects a date (YYYY-MM-DD)", (spec.name,))
+    )
+
+
+def _as_datetime(spec: FieldSpec, value: Any) -> str:
+    if isinstance(value, datetime.datetime):
+        return _iso_datetime(value)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            return _iso_datetime(parsed)
+    raise RecordRejected(
+        Rejection("INVALID_FIELD_VALUE", f"{spec.name} expects an ISO 8601 date-time", (spec.name,))
+    )

@@ -1,0 +1,116 @@
+"""Pre-flight: check the configuration against the org's describe before the first write.
+
+Adobe's destination reports a bad Mapping ID only as "Unknown errors encountered while pushing
+events"; we refuse to start instead, naming every field that cannot work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from target_salesforce_crm.errors import ConfigError
+from target_salesforce_crm.settings import Settings
+
+WRITABLE_TYPES = frozenset(
+    {"string", "textarea", "email", "phone", "url", "picklist", "multipicklist", "combobox",
+     "reference", "boolean", "int", "long", "double", "currency", "percent", "date",
+     "datetime", "encryptedstring"}
+)
+SEGMENT_STATUSES = ("realized", "existing", "exited")
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """What the target needs to know about one Salesforce field."""
+
+    name: str
+    type: str
+    length: int
+    createable: bool
+    updateable: bool
+    required_on_create: bool
+    external_id: bool
+    case_sensitive: bool
+    html_formatted: bool
+
+    @classmethod
+    def from_describe(cls, field: dict[str, Any]) -> FieldSpec:
+        return cls(
+            name=field["name"],
+            type=str(field.get("type", "string")),
+            length=int(field.get("length") or 0),
+            createable=bool(field.get("createable")),
+            updateable=bool(field.get("updateable")),
+            required_on_create=bool(field.get("createable"))
+            and not field.get("nillable", True)
+            and not field.get("defaultedOnCreate", False),
+            external_id=bool(field.get("externalId")) or (
+                bool(field.get("idLookup")) and field.get("type") != "id"
+            ),
+            case_sensitive=bool(field.get("caseSensitive")),
+            html_formatted=bool(field.get("htmlFormatted"))
+            or str(field.get("extraTypeInfo") or "").lower() == "richtextarea",
+        )
+
+
+def check_fields(
+    settings: Settings, object_type: str, describe: dict[str, Any]
+) -> dict[str, FieldSpec]:
+    """Return the object's fields by lower-case name, or raise ConfigError listing problems."""
+    fields = {
+        f["name"].lower(): FieldSpec.from_describe(f) for f in describe.get("fields", [])
+    }
+    upsert = settings.operation == "upsert"
+    problems: list[str] = []
+
+    def writable(spec: FieldSpec) -> bool:
+        return spec.updateable and (spec.createable or not upsert)
+
+    for mapping in settings.mappings_for(object_type):
+        spec = fields.get(mapping.target.lower())
+        label = f"field_mappings target {mapping.target!r}"
+        if spec is None:
+            problems.append(f"{label} does not exist on {object_type}")
+        elif not writable(spec):
+            verb = "createable and updateable" if upsert else "updateable"
+            problems.append(f"{label} is not {verb} on {object_type}")
+        elif spec.type not in WRITABLE_TYPES:
+            problems.append(f"{label} has type {spec.type}, which this target cannot write")
+
+    longest_status = max(
+        [len(s) for s in SEGMENT_STATUSES] + [len(v) for v in settings.segment_status_values.values()]
+    )
+    for mapping in settings.segment_mappings:
+        spec = fields.get(mapping.mapping_id.lower())
+        label = f"segment_mappings mapping_id {mapping.mapping_id!r} (segment {mapping.segment_id})"
+        if spec is None:
+            problems.append(
+                f"{label}: field does not exist on {object_type}; create a custom Text Area (Long) "
+                "field with exactly this API name"
+            )
+        elif not writable(spec):
+            problems.append(f"{label}: field is not updateable on {object_type}")
+        elif spec.type != "textarea" or spec.html_formatted:
+            kind = "a rich text area" if spec.html_formatted else f"of type {spec.type}"
+            problems.append(f"{label}: field is {kind}; segment fields must be Text Area (Long)")
+        elif spec.length < longest_status:
+            problems.append(
+                f"{label}: field length {spec.length} is shorter than the longest status "
+                f"({longest_status} characters)"
+            )
+
+    if upsert and settings.external_id_field:
+        spec = fields.get(settings.external_id_field.lower())
+        label = f"external_id_field {settings.external_id_field!r}"
+        if spec is None:
+            problems.append(f"{label} does not exist on {object_type}")
+        elif not spec.external_id:
+            problems.append(f"{label} is not an External ID field on {object_type}")
+
+    if problems:
+        raise ConfigError(
+            f"pre-flight check of {object_type} failed, nothing was written: "
+            + "; ".join(problems)
+        )
+    return fields

@@ -1,0 +1,152 @@
+"""The Salesforce sink: map each record on arrival, merge by Id, send full collections calls.
+
+Records leave the SDK's buffer as soon as they are read: a bad one is dead-lettered at once
+(no API call spent), a good one waits in ``_pending`` (merged with earlier records for the same
+Id) until there are ``batch_size`` of them. Partial chunks go out at the STATE barrier and at
+the end, so every collections call but the last carries a full ``batch_size``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import typing as t
+from typing import Any
+
+import fastjsonschema
+from singer_sdk.exceptions import InvalidJSONSchema, InvalidRecord
+from singer_sdk.helpers._typing import DatetimeErrorTreatmentEnum
+from singer_sdk.sinks import BatchSink
+from singer_sdk.sinks.core import BaseJSONSchemaValidator
+
+from target_salesforce_crm.delivery import Chunk, Entry
+from target_salesforce_crm.mapping import RecordMapper, RecordRejected
+
+if t.TYPE_CHECKING:
+    from target_salesforce_crm.runtime import Runtime
+
+_INVALID = "__target_salesforce_crm_invalid__"
+
+
+class CompiledValidator(BaseJSONSchemaValidator):
+    """JSON-schema validation compiled once per stream (fastjsonschema), ~5x cheaper per record."""
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        super().__init__(schema)
+        try:
+            self._validate = fastjsonschema.compile(schema, use_formats=False)
+        except fastjsonschema.JsonSchemaDefinitionException as exc:
+            msg = f"Schema Validation Error: {exc}"
+            raise InvalidJSONSchema(msg) from exc
+
+    def validate(self, record: dict[str, Any]) -> None:
+        try:
+            self._validate(record)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            where = exc.name.replace("data.", "", 1) if exc.name else "record"
+            msg = f"{where} does not match the stream schema ({exc.rule} {exc.rule_definition})"
+            raise InvalidRecord(msg, record) from None
+
+
+class SalesforceSink(BatchSink):
+    """Writes one stream to one Salesforce object (Contact or Lead)."""
+
+    MAX_SIZE_DEFAULT = 200
+
+    @property
+    def runtime(self) -> Runtime:
+        return self._target.runtime  # type: ignore[attr-defined, no-any-return]
+
+    def setup(self) -> None:
+        settings = self.runtime.settings
+        self.object_type = settings.object_for_stream(self.stream_name)
+        fields = self.runtime.fields_for(self.object_type)
+        self.mapper = RecordMapper(settings, self.object_type, fields)
+        self.batch_size = settings.batch_size
+        self.external_id_field = (
+            fields[settings.external_id_field.lower()].name
+            if settings.operation == "upsert" and settings.external_id_field
+            else None
+        )
+        self.segment_fields = tuple(spec.name for _, spec, _ in self.mapper.segments)
+        self.stream_stats = self.runtime.stats.stream(self.stream_name, self.object_type)
+        self._pending: dict[str, Entry] = {}
+        self.runtime.sinks.append(self)
+
+    def get_validator(self) -> BaseJSONSchemaValidator | None:
+        return CompiledValidator(self.schema) if self.validate_schema else None
+
+    def _validate_and_parse(self, record: dict) -> dict:
+        """Validate without aborting the run: an invalid record is dead-lettered instead."""
+        if self._validator is not None:
+            try:
+                self._validator.validate(record)
+            except InvalidRecord as exc:
+                return {_INVALID: str(exc), "record": record}
+        self._parse_timestamps_in_record(
+            record=record, schema=self.schema, treatment=DatetimeErrorTreatmentEnum.NULL
+        )
+        return record
+
+    def _singer_validate_message(self, record: dict) -> None:
+        if _INVALID not in record:
+            super()._singer_validate_message(record)
+
+    def process_record(self, record: dict, context: dict) -> None:
+        stats = self.stream_stats
+        stats.received += 1
+        if _INVALID in record:
+            self._reject_now(record["record"], None, "INVALID_RECORD", record[_INVALID], ())
+            return
+        try:
+            mapped = self.mapper.map(record)
+        except RecordRejected as exc:
+            rejection = exc.rejection
+            raw_id = self.mapper.id_path.get(record)
+            self._reject_now(record, raw_id if isinstance(raw_id, str) else None,
+                             rejection.code, rejection.message, rejection.fields)
+            return
+        existing = self._pending.get(mapped.key)
+        if existing is None:
+            self._pending[mapped.key] = Entry(mapped.key, mapped.payload, [record])
+        else:
+            existing.merge(mapped.payload, record)
+            stats.merged += 1
+        self.runtime.stats.maybe_log_progress(self.runtime.api_summary)
+
+    def _reject_now(self, record: dict, record_id: str | None, code: str, message: str,
+                    fields: tuple[str, ...]) -> None:
+        self.runtime.deliverer.reject(
+            self._chunk([]), Entry(record_id or "", {}, [record]), code, message, fields,
+            origin="client",
+        )
+
+    def process_batch(self, context: dict) -> None:
+        """Send every full ``batch_size`` chunk; keep the remainder for the next one."""
+        self._dispatch(flush=False)
+
+    def flush(self) -> None:
+        """Send what is pending, full or not (before STATE and at the end)."""
+        self._dispatch(flush=True)
+
+    def _dispatch(self, *, flush: bool) -> None:
+        while len(self._pending) >= self.batch_size or (flush and self._pending):
+            keys = list(itertools.islice(self._pending, self.batch_size))
+            entries = [self._pending.pop(k) for k in keys]
+            self.runtime.dispatcher.submit(self._chunk(entries))
+
+    def _chunk(self, entries: list[Entry]) -> Chunk:
+        return Chunk(
+            stream=self.stream_name,
+            object_type=self.object_type,
+            stats=self.stream_stats,
+            segment_fields=self.segment_fields,
+            entries=entries,
+            external_id_field=self.external_id_field,
+        )
+
+    def clean_up(self) -> None:
+        self.flush()
+        self.runtime.land_everything()
+        if self.mapper.truncated:
+            self.logger.info("truncated over-long values (string_overflow=truncate): %s",
+                             self.mapper.truncated)

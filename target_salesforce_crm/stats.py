@@ -1,0 +1,168 @@
+"""Run counters, the periodic progress line, the final summary and the JSON run report.
+
+Only counts, field names, error codes and Ids are kept here: never profile values or secrets.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+LOGGER = logging.getLogger("target-salesforce-crm")
+PROGRESS_INTERVAL_SECONDS = 5.0
+DRY_RUN_SAMPLE_SIZE = 20
+
+
+@dataclass
+class StreamStats:
+    object_type: str
+    received: int = 0
+    updated: int = 0
+    created: int = 0
+    rejected: int = 0
+    merged: int = 0
+    retried: int = 0
+    would_send: int = 0
+    rejections_by_code: Counter = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "object": self.object_type,
+            "received": self.received,
+            "updated": self.updated,
+            "created": self.created,
+            "rejected": self.rejected,
+            "merged_duplicates": self.merged,
+            "retried_records": self.retried,
+            "would_send": self.would_send,
+            "rejections_by_code": dict(self.rejections_by_code),
+        }
+
+
+class RunStats:
+    """Thread-safe counters for one run."""
+
+    def __init__(self, *, dry_run: bool = False) -> None:
+        self.dry_run = dry_run
+        self.started = time.time()
+        self._lock = threading.Lock()
+        self.streams: dict[str, StreamStats] = {}
+        self.segments: dict[str, Counter] = {}
+        self.sample_payloads: list[dict[str, Any]] = []
+        self._last_progress = time.monotonic()
+
+    def stream(self, name: str, object_type: str) -> StreamStats:
+        with self._lock:
+            return self.streams.setdefault(name, StreamStats(object_type))
+
+    def landed(
+        self, stats: StreamStats, payload: dict[str, Any], segment_fields: tuple[str, ...], *,
+        created: bool,
+    ) -> None:
+        with self._lock:
+            if created:
+                stats.created += 1
+            else:
+                stats.updated += 1
+            self._count_segments(payload, segment_fields)
+
+    def would_send(
+        self, stats: StreamStats, payload: dict[str, Any], segment_fields: tuple[str, ...]
+    ) -> None:
+        with self._lock:
+            stats.would_send += 1
+            self._count_segments(payload, segment_fields)
+            if len(self.sample_payloads) < DRY_RUN_SAMPLE_SIZE:
+                self.sample_payloads.append(payload)
+
+    def _count_segments(self, payload: dict[str, Any], segment_fields: tuple[str, ...]) -> None:
+        for name in segment_fields:
+            status = payload.get(name)
+            if status is not None:
+                self.segments.setdefault(name, Counter())[status] += 1
+
+    def rejected(self, stats: StreamStats, code: str) -> None:
+        with self._lock:
+            stats.rejected += 1
+            stats.rejections_by_code[code] += 1
+
+    def retried(self, stats: StreamStats, count: int) -> None:
+        with self._lock:
+            stats.retried += count
+
+    def totals(self) -> dict[str, int]:
+        keys = ("received", "updated", "created", "rejected", "retried", "would_send")
+        return {k: sum(getattr(s, k) for s in self.streams.values()) for k in keys}
+
+    def maybe_log_progress(self, api_summary: Callable[[], dict[str, Any]]) -> None:
+        now = time.monotonic()
+        if now - self._last_progress < PROGRESS_INTERVAL_SECONDS:
+            return
+        self._last_progress = now
+        api = api_summary()
+        t = self.totals()
+        usage = api.get("usage_percent")
+        LOGGER.info(
+            "progress: received=%d landed=%d rejected=%d retried=%d api_calls=%d api_usage=%s",
+            t["received"], t["updated"] + t["created"], t["rejected"], t["retried"],
+            api.get("calls", 0), f"{usage:.1f}%" if usage is not None else "n/a",
+        )
+
+    def log_summary(self, api: dict[str, Any]) -> None:
+        for name, s in self.streams.items():
+            if self.dry_run:
+                LOGGER.info(
+                    "DRY RUN summary for stream %s (%s): received=%d would_send=%d rejected=%d %s",
+                    name, s.object_type, s.received, s.would_send, s.rejected,
+                    dict(s.rejections_by_code) or "",
+                )
+                continue
+            LOGGER.info(
+                "summary for stream %s (%s): received=%d updated=%d created=%d rejected=%d "
+                "merged=%d retried=%d api_calls=%d %s",
+                name, s.object_type, s.received, s.updated, s.created, s.rejected, s.merged,
+                s.retried, api.get("collections_calls", 0), dict(s.rejections_by_code) or "",
+            )
+        for field_name, counts in self.segments.items():
+            verb = "would carry" if self.dry_run else "now carry"
+            LOGGER.info("segment field %s: records that %s each status: %s",
+                        field_name, verb, dict(counts))
+
+    def report(self, api: dict[str, Any], *, error: str | None) -> dict[str, Any]:
+        finished = time.time()
+        report: dict[str, Any] = {
+            "status": "failed" if error else "succeeded",
+            "error": error,
+            "dry_run": self.dry_run,
+            "started_at": _iso(self.started),
+            "finished_at": _iso(finished),
+            "duration_seconds": round(finished - self.started, 3),
+            "totals": self.totals(),
+            "streams": {name: s.as_dict() for name, s in self.streams.items()},
+            "segments": {name: dict(c) for name, c in self.segments.items()},
+            "api": api,
+        }
+        if self.dry_run:
+            report["sample_payloads"] = self.sample_payloads
+        return report
+
+
+def write_report(path: str, report: dict[str, Any]) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(report, handle, indent=2, default=str)
+    os.replace(tmp, path)
+
+
+def _iso(epoch: float) -> str:
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).isoformat()

@@ -1,0 +1,210 @@
+"""target-salesforce-crm: settings, sinks, and the run's start and end."""
+
+from __future__ import annotations
+
+import sys
+import typing as t
+
+from singer_sdk import typing as th
+from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.plugin_base import _ConfigInput
+from singer_sdk.target_base import Target
+
+from target_salesforce_crm.errors import ApiLimitReached, TargetError
+from target_salesforce_crm.redaction import SecretFilter
+from target_salesforce_crm.runtime import Runtime
+from target_salesforce_crm.settings import (
+    AUTH_FLOWS,
+    DEFAULT_API_VERSION,
+    OBJECT_TYPES,
+    OPERATIONS,
+    OVERFLOW_POLICIES,
+    Settings,
+    SettingsError,
+    parse_settings,
+)
+from target_salesforce_crm.sinks import SalesforceSink
+from target_salesforce_crm.stats import RunStats, write_report
+
+_MAPPING = th.ObjectType(
+    th.Property("source", th.StringType, required=True, description="Path in the record"),
+    th.Property("target", th.StringType, required=True, description="Salesforce field API name"),
+)
+_SEGMENT = th.ObjectType(
+    th.Property("segment_id", th.StringType, required=True, description="Segment id in the profile"),
+    th.Property("mapping_id", th.StringType, required=True,
+                description="API name of the Text Area (Long) field (`__c` added if missing)"),
+)
+
+CONFIG_SCHEMA = th.PropertiesList(
+    th.Property("auth_flow", th.StringType, default="password", allowed_values=list(AUTH_FLOWS),
+                description="OAuth grant used to log in"),
+    th.Property("username", th.StringType, description="Salesforce username (password and jwt)"),
+    th.Property("password", th.StringType, secret=True, description="Password (password flow)"),
+    th.Property("security_token", th.StringType, secret=True,
+                description="Security token, appended to the password (password flow)"),
+    th.Property("client_id", th.StringType, secret=True,
+                description="Connected app consumer key"),
+    th.Property("client_secret", th.StringType, secret=True,
+                description="Connected app consumer secret"),
+    th.Property("refresh_token", th.StringType, secret=True,
+                description="Refresh token (refresh_token flow); a rotated one is used at once"),
+    th.Property("private_key", th.StringType, secret=True,
+                description="RSA private key, PEM text (jwt flow: RS256, iss=client_id, "
+                "sub=username, aud=login host)"),
+    th.Property("domain", th.StringType,
+                description="My Domain: a bare name ('acme', 'acme--uat.sandbox') or a host "
+                "('acme.my.salesforce.com')"),
+    th.Property("login_url", th.StringType,
+                description="Explicit token host (https://login.salesforce.com, "
+                "https://test.salesforce.com, https://*.my.salesforce.com; http:// only for "
+                "loopback hosts such as the local emulator). Default: from domain"),
+    th.Property("api_version", th.StringType, default=DEFAULT_API_VERSION,
+                description="REST API version, like '63.0'"),
+    th.Property("salesforce_id_type", th.StringType, default="Contact",
+                allowed_values=list(OBJECT_TYPES), description="Object to write"),
+    th.Property("stream_object_types", th.ObjectType(additional_properties=th.StringType),
+                description="Per-stream object override, e.g. {\"leads\": \"Lead\"}"),
+    th.Property("operation", th.StringType, default="update", allowed_values=list(OPERATIONS),
+                description="update: by Salesforce Id; upsert: by external_id_field, creating "
+                "missing records"),
+    th.Property("id_source", th.StringType, default="crmID",
+                description="Path of the Salesforce Id in the record"),
+    th.Property("external_id_field", th.StringType,
+                description="upsert: the Salesforce External ID field"),
+    th.Property("external_id_source", th.StringType,
+                description="upsert: the record path holding the external id value"),
+    th.Property("field_mappings", th.ArrayType(_MAPPING),
+                description="Source path → Salesforce field. Default: the object's reference "
+                "mapping (LastName, FirstName/Company, Email)"),
+    th.Property("segment_mappings", th.ArrayType(_SEGMENT),
+                description="Segment id → Text Area (Long) field receiving its status (max 25)"),
+    th.Property("segment_membership_path", th.StringType, default="segmentMembership.ups",
+                description="Where segment memberships live in the record"),
+    th.Property("segment_status_values", th.ObjectType(additional_properties=th.StringType),
+                description="Optional translation of statuses, e.g. {\"exited\": \"Left\"}"),
+    th.Property("string_overflow", th.StringType, default="truncate",
+                allowed_values=list(OVERFLOW_POLICIES),
+                description="Over-long strings: truncate to the field length or reject the "
+                "record (emails are never truncated)"),
+    th.Property("batch_size", th.IntegerType(minimum=1, maximum=200), default=200,
+                description="Records per sObject Collections call (1-200)"),
+    th.Property("max_concurrency", th.IntegerType(minimum=1), default=4,
+                description="Collections calls in flight at once"),
+    th.Property("api_usage_limit_percent", th.NumberType(minimum=1, maximum=100), default=90,
+                description="Stop cleanly before the org's daily API usage passes this share"),
+    th.Property("rejected_records_path", th.StringType,
+                description="JSONL dead-letter file: one line per rejected record"),
+    th.Property("run_report_path", th.StringType,
+                description="JSON run summary written at the end, also on failure"),
+    th.Property("dry_run", th.BooleanType, default=False,
+                description="Authenticate, pre-flight and map, but write nothing"),
+).to_dict()
+
+
+class TargetSalesforceCRM(Target):
+    """Keeps Salesforce Contacts or Leads up to date from profiles and segment memberships."""
+
+    name = "target-salesforce-crm"
+    package_name = "target-salesforce-crm"
+    config_jsonschema = CONFIG_SCHEMA
+    default_sink_class = SalesforceSink
+    _MAX_RECORD_AGE_IN_MINUTES = 1.0
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        self._runtime: Runtime | None = None
+        self._finished = False
+        super().__init__(*args, **kwargs)
+        self.max_parallelism = 1
+        self.settings: Settings = parse_settings(dict(self.config))
+        SecretFilter.install(self.settings.credentials.values())
+
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        errors = super()._validate_config(raise_errors=raise_errors)
+        try:
+            parse_settings(dict(self.config))
+        except SettingsError as exc:
+            errors = errors + exc.problems
+            if raise_errors:
+                raise ConfigValidationError(
+                    "Config validation failed", errors=errors, schema=self.config_jsonschema
+                ) from None
+        return errors
+
+    @property
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            self._runtime = Runtime(self.settings)
+            SecretFilter.install_provider(self._runtime.client.tokens.secrets)
+        return self._runtime
+
+    def _flush_sinks(self) -> None:
+        for sink in self.runtime.sinks:
+            sink.flush()
+
+    def _write_state_message(self, state: dict) -> None:
+        """STATE only after everything it covers has landed or is durably dead-lettered."""
+        if self._runtime is not None:
+            self._flush_sinks()
+            self._runtime.land_everything()
+        super()._write_state_message(state)
+
+    def _handle_max_record_age(self) -> None:
+        if self._runtime is not None and (
+            self._max_record_age_in_minutes > self._MAX_RECORD_AGE_IN_MINUTES
+        ):
+            self._flush_sinks()
+        super()._handle_max_record_age()
+
+    def process_endofpipe(self) -> None:
+        super().process_endofpipe()
+        if self._runtime is not None:
+            self._flush_sinks()
+            self._runtime.land_everything()
+        self.finish(error=None)
+
+    def finish(self, error: str | None) -> None:
+        """Summary, run report and shutdown, exactly once per run (also on failure)."""
+        if self._finished:
+            return
+        self._finished = True
+        if self._runtime is not None:
+            self._runtime.finish(error)
+        elif self.settings.run_report_path:
+            report = RunStats(dry_run=self.settings.dry_run).report({}, error=error)
+            write_report(self.settings.run_report_path, report)
+
+    @classmethod
+    def invoke(  # type: ignore[override]
+        cls,
+        *,
+        about: bool = False,
+        about_format: str | None = None,
+        config: _ConfigInput | None = None,
+        file_input: t.IO[str] | None = None,
+    ) -> None:
+        """Run the target; a TargetError ends the run with one clear message and its exit code."""
+        if about:
+            cls.print_about(about_format)
+            sys.exit(0)
+        cls.print_version(print_fn=cls.logger.info)
+        config = config or _ConfigInput()
+        target = cls(config=config.config, validate_config=True, parse_env_config=config.parse_env)
+        try:
+            target.listen(file_input)
+        except TargetError as exc:
+            message = SecretFilter.redact(str(exc))
+            target.finish(error=message)
+            cls.logger.error("%s", message)  # noqa: TRY400 - one clear line, no traceback
+            if isinstance(exc, ApiLimitReached):
+                cls.logger.error(
+                    "STATE was emitted only for records that landed; re-run to resume"
+                )
+            sys.exit(exc.exit_code)
+        except Exception as exc:
+            target.finish(error=SecretFilter.redact(f"{type(exc).__name__}: {exc}"))
+            raise
+
+
+if __name__ == "__main__":
+    TargetSalesforceCRM.cli()
