@@ -107,17 +107,18 @@ class TokenProvider:
                 continue
             error = str(payload.get("error") or "unknown_error")
             description = str(payload.get("error_description") or "")
-            if error == "invalid_grant" and "authorization code" in description:
-                if not retried_code_race:
-                    retried_code_race = True
-                    continue
+            race = error == "invalid_grant" and "authorization code" in description
+            if race and not retried_code_race:
+                retried_code_race = True
+                continue
             if error == "rate_limit_exceeded" and backoff.sleep():
                 continue
             raise AuthenticationError(self._explain(error, description))
 
     def _accept(self, payload: dict[str, Any]) -> Token:
         rotated = payload.get("refresh_token")
-        if rotated and self._settings.auth_flow == "refresh_token" and rotated != self._refresh_token:
+        flow = self._settings.auth_flow
+        if rotated and flow == "refresh_token" and rotated != self._refresh_token:
             self._refresh_token = str(rotated)
             LOGGER.info("Salesforce rotated the refresh token; using the new one for this run")
         instance_url = str(payload.get("instance_url") or self._settings.login_url).rstrip("/")

@@ -15,7 +15,12 @@ from typing import Any
 
 from target_salesforce_crm.client import SalesforceClient
 from target_salesforce_crm.deadletter import DeadLetter, scrub
-from target_salesforce_crm.errors import ErrorClass, RequestFailed, TargetError, classify_record_error
+from target_salesforce_crm.errors import (
+    ErrorClass,
+    RequestFailed,
+    TargetError,
+    classify_record_error,
+)
 from target_salesforce_crm.retry import Backoff
 from target_salesforce_crm.stats import RunStats, StreamStats
 
@@ -68,7 +73,7 @@ class Deliverer:
                fields: tuple[str, ...] | list[str], origin: str = "salesforce") -> None:
         for record in entry.records:
             self.dead_letter.write(
-                stream=chunk.stream, object_type=chunk.object_type, record_id=entry.key,
+                stream=chunk.stream, object_type=chunk.object_type, record_id=entry.key or None,
                 code=code, message=message, fields=fields, origin=origin, record=record,
             )
             self.stats.rejected(chunk.stats, code)

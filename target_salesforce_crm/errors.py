@@ -41,7 +41,8 @@ def classify_response(status: int, error_code: str | None, message: str | None) 
     """Class of a non-2xx REST answer (``error_code`` from the body's ``errorCode``)."""
     text = message or ""
     if status == 401:
-        return ErrorClass.AUTH if error_code in (None, "INVALID_SESSION_ID") else ErrorClass.PERMANENT
+        session = error_code in (None, "INVALID_SESSION_ID")
+        return ErrorClass.AUTH if session else ErrorClass.PERMANENT
     if error_code == "REQUEST_LIMIT_EXCEEDED":
         if "ConcurrentPerOrgLongTxn" in text or "ConcurrentRequest" in text:
             return ErrorClass.CONCURRENCY

@@ -268,7 +268,7 @@ def _as_number(spec: FieldSpec, value: Any, *, integer: bool) -> int | float:
             return int(number)
         if isinstance(number, decimal.Decimal):
             return int(number) if number == number.to_integral_value() else float(number)
-        return number  # type: ignore[no-any-return]
+        return number
     except (ValueError, TypeError, ArithmeticError):
         what = "an integer" if integer else "a number"
         raise RecordRejected(

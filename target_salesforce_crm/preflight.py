@@ -78,12 +78,11 @@ def check_fields(
         elif spec.type not in WRITABLE_TYPES:
             problems.append(f"{label} has type {spec.type}, which this target cannot write")
 
-    longest_status = max(
-        [len(s) for s in SEGMENT_STATUSES] + [len(v) for v in settings.segment_status_values.values()]
-    )
-    for mapping in settings.segment_mappings:
-        spec = fields.get(mapping.mapping_id.lower())
-        label = f"segment_mappings mapping_id {mapping.mapping_id!r} (segment {mapping.segment_id})"
+    statuses = [*SEGMENT_STATUSES, *settings.segment_status_values.values()]
+    longest_status = max(len(s) for s in statuses)
+    for segment in settings.segment_mappings:
+        spec = fields.get(segment.mapping_id.lower())
+        label = f"segment_mappings mapping_id {segment.mapping_id!r} (segment {segment.segment_id})"
         if spec is None:
             problems.append(
                 f"{label}: field does not exist on {object_type}; create a custom Text Area (Long) "

@@ -271,8 +271,10 @@ def _collect_credentials(config: dict[str, Any], auth_flow: str, problems: list[
     missing = [name for name in REQUIRED_CREDENTIALS[auth_flow] if not config.get(name)]
     if missing:
         problems.append(f"auth_flow {auth_flow!r} needs {', '.join(missing)} (not set)")
-    names = ("username", "password", "security_token", "client_id", "client_secret")
-    names += ("refresh_token", "private_key")
+    names = (
+        "username", "password", "security_token", "client_id", "client_secret",
+        "refresh_token", "private_key",
+    )
     return {name: str(config[name]) for name in names if config.get(name)}
 
 

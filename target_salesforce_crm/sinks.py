@@ -23,6 +23,7 @@ from target_salesforce_crm.mapping import RecordMapper, RecordRejected
 
 if t.TYPE_CHECKING:
     from target_salesforce_crm.runtime import Runtime
+    from target_salesforce_crm.target import TargetSalesforceCRM
 
 _INVALID = "__target_salesforce_crm_invalid__"
 
@@ -52,9 +53,9 @@ class SalesforceSink(BatchSink):
 
     MAX_SIZE_DEFAULT = 200
 
-    @property
-    def runtime(self) -> Runtime:
-        return self._target.runtime  # type: ignore[attr-defined, no-any-return]
+    def __init__(self, target: TargetSalesforceCRM, *args: Any, **kwargs: Any) -> None:
+        self.runtime: Runtime = target.runtime
+        super().__init__(target, *args, **kwargs)
 
     def setup(self) -> None:
         settings = self.runtime.settings

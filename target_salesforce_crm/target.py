@@ -31,7 +31,8 @@ _MAPPING = th.ObjectType(
     th.Property("target", th.StringType, required=True, description="Salesforce field API name"),
 )
 _SEGMENT = th.ObjectType(
-    th.Property("segment_id", th.StringType, required=True, description="Segment id in the profile"),
+    th.Property("segment_id", th.StringType, required=True,
+                description="Segment id in the profile"),
     th.Property("mapping_id", th.StringType, required=True,
                 description="API name of the Text Area (Long) field (`__c` added if missing)"),
 )
@@ -119,6 +120,12 @@ class TargetSalesforceCRM(Target):
         self.settings: Settings = parse_settings(dict(self.config))
         SecretFilter.install(self.settings.credentials.values())
 
+    @classmethod
+    def append_builtin_config(cls, config_jsonschema: dict) -> None:
+        """The SDK's ``load_method`` is for SQL targets; this one only updates or upserts."""
+        super().append_builtin_config(config_jsonschema)
+        config_jsonschema["properties"].pop("load_method", None)
+
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         errors = super()._validate_config(raise_errors=raise_errors)
         try:
@@ -195,7 +202,7 @@ class TargetSalesforceCRM(Target):
         except TargetError as exc:
             message = SecretFilter.redact(str(exc))
             target.finish(error=message)
-            cls.logger.error("%s", message)  # noqa: TRY400 - one clear line, no traceback
+            cls.logger.error("%s", message)
             if isinstance(exc, ApiLimitReached):
                 cls.logger.error(
                     "STATE was emitted only for records that landed; re-run to resume"

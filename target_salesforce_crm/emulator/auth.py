@@ -241,7 +241,7 @@ def _public_key(pem: str) -> Any:
 
 def parse_basic(header: str | None) -> tuple[str, str] | None:
     """Decode `Authorization: Basic base64(id:secret)`; anything else yields None."""
-    if not header or not header[:6].lower() == "basic ":
+    if not header or header[:6].lower() != "basic ":
         return None
     try:
         decoded = base64.b64decode(header[6:].strip(), validate=True).decode()

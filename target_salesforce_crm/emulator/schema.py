@@ -23,6 +23,7 @@ _SOAP_TYPES = {
 }
 _SEGMENT_NAME = re.compile(r"^[A-Za-z](?:[A-Za-z0-9]|_(?!_))*__c$")
 _LONG_TEXT_LENGTH = 32768
+_TIER_FORMULA = "IF(Loyalty_Score__c >= 80, 'Gold', 'Standard')"
 
 
 @dataclass(slots=True)
@@ -60,6 +61,7 @@ class SObjectSchema:
     key_prefix: str
     fields: list[FieldSpec]
     by_lower: dict[str, FieldSpec]
+    required: tuple[FieldSpec, ...]
     describe_body: bytes
 
     def field(self, name: str) -> FieldSpec | None:
@@ -116,7 +118,7 @@ def _field(
         "unique": unique,
         "caseSensitive": False,
         "calculated": calculated,
-        "calculatedFormula": "IF(Loyalty_Score__c >= 80, 'Gold', 'Standard')" if calculated else None,
+        "calculatedFormula": _TIER_FORMULA if calculated else None,
         "custom": custom,
         "htmlFormatted": html,
         "extraTypeInfo": extra,
@@ -257,6 +259,7 @@ def _build(name: str, label: str, plural: str, prefix: str,
     return SObjectSchema(
         name=name, label=label, label_plural=plural, key_prefix=prefix, fields=fields,
         by_lower={spec.name.lower(): spec for spec in fields},
+        required=tuple(spec for spec in fields if spec.required_on_create),
         describe_body=json.dumps(describe).encode(),
     )
 

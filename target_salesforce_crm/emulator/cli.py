@@ -1,0 +1,121 @@
+"""Command line: `python -m target_salesforce_crm.emulator --port N ...`.
+
+Prints one readiness line (and optionally writes the URL to a file) so scripts
+can start the emulator in the background and wait for it without polling ports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from .faults import INT_FIELDS, RATE_FIELDS
+from .service import Emulator
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m target_salesforce_crm.emulator",
+        description="Local Salesforce org emulator (OAuth, describe, sObject Collections, "
+                    "limits, fault injection).",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--segment-field", action="append", dest="segment_fields", metavar="NAME",
+                        help="Text Area (Long) custom field to add to Contact and Lead "
+                             "(repeatable; default Seg_Loyal__c)")
+    parser.add_argument("--seed", action="append", default=[], metavar="OBJECT=path.jsonl",
+                        help="load records (one JSON object per line) before serving")
+    parser.add_argument("--ready-file", type=Path, help="write the base URL here once serving")
+    parser.add_argument("--username", default="integration@example.com")
+    parser.add_argument("--password", default="emulator-password")
+    parser.add_argument("--security-token", default="EMULATORTOKEN")
+    parser.add_argument("--client-id", default="emulator-consumer-key")
+    parser.add_argument("--client-secret", default="emulator-consumer-secret")
+    parser.add_argument("--refresh-token", action="append", dest="refresh_tokens",
+                        metavar="TOKEN", help="valid refresh token (repeatable)")
+    parser.add_argument("--rotate-refresh-tokens", action="store_true")
+    parser.add_argument("--jwt-public-key-file", type=Path,
+                        help="PEM public key or certificate that verifies JWT-bearer assertions")
+    parser.add_argument("--generic-login-host", action="store_true",
+                        help="behave like login.salesforce.com: refuse client_credentials")
+    for name in INT_FIELDS:
+        parser.add_argument("--" + name.replace("_", "-"), type=int, default=None)
+    for name in RATE_FIELDS:
+        parser.add_argument("--" + name.replace("_", "-"), type=float, default=None)
+    parser.add_argument("--random-seed", type=int, default=None)
+    return parser
+
+
+def _read_seed(spec: str) -> tuple[str, list[dict[str, Any]]]:
+    object_name, sep, path = spec.partition("=")
+    if not sep or not object_name or not path:
+        raise ValueError(f"--seed expects OBJECT=path.jsonl, got {spec!r}")
+    records = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except ValueError as exc:
+                raise ValueError(f"{path}:{number}: invalid JSON: {exc}") from exc
+    return object_name, records
+
+
+def _write_ready_file(path: Path, url: str) -> None:
+    """Write atomically so a watcher never reads half a URL."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(url + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    faults = {name: getattr(args, name) for name in (*INT_FIELDS, *RATE_FIELDS, "random_seed")
+              if getattr(args, name) is not None}
+    try:
+        public_key = (args.jwt_public_key_file.read_text(encoding="utf-8")
+                      if args.jwt_public_key_file else None)
+        emulator = Emulator(
+            segment_fields=args.segment_fields if args.segment_fields is not None
+            else ("Seg_Loyal__c",),
+            username=args.username, password=args.password, security_token=args.security_token,
+            client_id=args.client_id, client_secret=args.client_secret,
+            refresh_tokens=args.refresh_tokens or ("emulator-refresh-token",),
+            rotate_refresh_tokens=args.rotate_refresh_tokens, jwt_public_key=public_key,
+            generic_login_host=args.generic_login_host, host=args.host, port=args.port,
+            **faults,
+        )
+        for spec in args.seed:
+            object_name, records = _read_seed(spec)
+            emulator.seed(object_name, records)
+    except (OSError, ValueError) as exc:
+        print(f"emulator: {exc}", file=sys.stderr)
+        return 2
+
+    stopping = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    emulator.start()
+    try:
+        print(f"emulator listening on {emulator.url}", flush=True)
+        if args.ready_file:
+            _write_ready_file(args.ready_file, emulator.url)
+        while not stopping.wait(0.5):
+            continue
+    finally:
+        emulator.stop()
+    return 0

@@ -1,0 +1,120 @@
+"""`Emulator`: the Python face of the local org, used by tests, benchmarks and the demo."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any
+
+from .auth import Credentials, OAuthServer
+from .faults import FaultSettings
+from .org import Org
+from .schema import build_schemas
+from .server import App, EmulatorHTTPServer
+
+
+class Emulator:
+    """A Salesforce org on loopback with Contacts, Leads, OAuth, limits and fault injection.
+
+    Fault keywords (`latency_ms`, `http_503_rate`, `lock_rate`, `daily_api_limit`, ...)
+    are the fields of `FaultSettings`; unknown ones raise `ValueError`.
+    """
+
+    def __init__(
+        self,
+        segment_fields: Iterable[str] = ("Seg_Loyal__c",),
+        username: str = "integration@example.com",
+        password: str = "emulator-password",  # noqa: S107 - documented fixture credential
+        security_token: str = "EMULATORTOKEN",  # noqa: S107 - documented fixture credential
+        client_id: str = "emulator-consumer-key",
+        client_secret: str = "emulator-consumer-secret",  # noqa: S107 - fixture credential
+        refresh_tokens: Iterable[str] = ("emulator-refresh-token",),
+        rotate_refresh_tokens: bool = False,
+        jwt_public_key: str | None = None,
+        generic_login_host: bool = False,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        **faults: Any,
+    ) -> None:
+        settings = FaultSettings()
+        settings.update(faults)
+        credentials = Credentials(
+            username=username, password=password, security_token=security_token,
+            client_id=client_id, client_secret=client_secret,
+            rotate_refresh_tokens=rotate_refresh_tokens, jwt_public_key=jwt_public_key,
+            generic_login_host=generic_login_host,
+        )
+        self._app = App(org=Org(build_schemas(segment_fields), settings),
+                        oauth=OAuthServer(credentials, refresh_tokens))
+        self._host = host
+        self._requested_port = port
+        self._server: EmulatorHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> Emulator:
+        """Bind and serve in a daemon thread; returns self so `Emulator().start()` chains."""
+        if self._server is not None:
+            return self
+        server = EmulatorHTTPServer((self._host, self._requested_port), self._app)
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        self._app.base_url = f"http://{host}:{server.server_address[1]}"
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="salesforce-emulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and cut open keep-alive connections, so the port is free again."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.close_connections()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if not self._app.base_url:
+            raise RuntimeError("emulator is not started")
+        return self._app.base_url
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    # --- org state ----------------------------------------------------------------------
+
+    def seed(self, object_name: str, records: Iterable[dict[str, Any]]) -> list[str]:
+        """Store records without validation; returns their 18-char Ids in order."""
+        return self._app.org.seed(object_name, records)
+
+    def get(self, object_name: str, record_id: str) -> dict[str, Any] | None:
+        return self._app.org.get(object_name, record_id)
+
+    def records(self, object_name: str) -> list[dict[str, Any]]:
+        return self._app.org.records(object_name)
+
+    def stats(self) -> dict[str, Any]:
+        return self._app.stats()
+
+    def set_faults(self, **faults: Any) -> None:
+        """Change some fault settings; the others keep their values."""
+        self._app.org.set_faults(faults)
+
+    def reset_usage(self) -> None:
+        """Daily API usage back to zero, as when the rolling 24-hour window moves on."""
+        self._app.org.reset_usage()

@@ -1,0 +1,153 @@
+"""Per-field value checks, producing the per-record errors an org reports for bad data.
+
+The wording follows the contract's error table (§3.3) so a client's error
+classification can be tested against realistic messages.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import re
+from typing import Any
+
+from .schema import FieldSpec
+
+_TEXT_TYPES = frozenset({"string", "textarea", "email", "phone", "url", "picklist"})
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_EMAIL = re.compile(
+    rf"{_ATOM}(?:\.{_ATOM})*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?\.)+[A-Za-z]{{2,63}}"
+)
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATETIME = re.compile(
+    r"(\d{4}-\d{2}-\d{2})T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?"
+)
+_SHOWN_VALUE_LIMIT = 255
+
+Error = dict[str, Any]
+
+
+def record_error(code: str, message: str, fields: list[str] | tuple[str, ...] = ()) -> Error:
+    """One entry of a per-record `errors` list (note `statusCode`, not `errorCode`)."""
+    return {"statusCode": code, "message": message, "fields": list(fields)}
+
+
+def _shown(value: str) -> str:
+    return value if len(value) <= _SHOWN_VALUE_LIMIT else value[:_SHOWN_VALUE_LIMIT] + "..."
+
+
+def _wrong_type(spec: FieldSpec, value: Any) -> tuple[None, Error]:
+    return None, record_error("INVALID_TYPE_ON_FIELD_IN_RECORD",
+                              f"{spec.label}: value not of required type: {value}", [spec.name])
+
+
+def _text(spec: FieldSpec, value: Any) -> tuple[Any, Error | None]:
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    else:
+        text = str(value)
+    if len(text) > spec.length:
+        return None, record_error(
+            "STRING_TOO_LONG",
+            f"{spec.label}: data value too large: {_shown(text)} (max length={spec.length})",
+            [spec.name],
+        )
+    if spec.type == "email" and not _EMAIL.fullmatch(text):
+        return None, record_error("INVALID_EMAIL_ADDRESS",
+                                  f"{spec.label}: invalid email address: {_shown(text)}",
+                                  [spec.name])
+    if spec.restricted and text not in spec.picklist:
+        return None, record_error(
+            "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+            f"{spec.label}: bad value for restricted picklist field: {_shown(text)}",
+            [spec.name],
+        )
+    return text, None
+
+
+def _number(spec: FieldSpec, value: Any) -> tuple[Any, Error | None]:
+    if isinstance(value, bool):
+        return _wrong_type(spec, value)
+    if isinstance(value, (int, float)):
+        return value, None
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return _wrong_type(spec, value)
+        if math.isfinite(number):
+            return number, None
+    return _wrong_type(spec, value)
+
+
+def _boolean(spec: FieldSpec, value: Any) -> tuple[Any, Error | None]:
+    if isinstance(value, bool):
+        return value, None
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true", None
+    return _wrong_type(spec, value)
+
+
+def _date(spec: FieldSpec, value: Any) -> tuple[Any, Error | None]:
+    pattern = _DATE if spec.type == "date" else _DATETIME
+    match = pattern.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        return _wrong_type(spec, value)
+    try:
+        datetime.date.fromisoformat(value[:10])
+    except ValueError:
+        return _wrong_type(spec, value)
+    return value, None
+
+
+def coerce(spec: FieldSpec, value: Any) -> tuple[Any, Error | None]:
+    """Return the value as the org would store it, or the per-record error it raises.
+
+    Empty strings mean null, as in Salesforce; a null checkbox is stored as false.
+    """
+    if value is None or (isinstance(value, str) and value == ""):
+        return (False if spec.type == "boolean" else None), None
+    ftype = spec.type
+    if ftype in _TEXT_TYPES:
+        return _text(spec, value)
+    if ftype == "double":
+        return _number(spec, value)
+    if ftype == "boolean":
+        return _boolean(spec, value)
+    if ftype in ("date", "datetime"):
+        return _date(spec, value)
+    return _wrong_type(spec, value)
+
+
+def access_and_required(spec_names: list[FieldSpec], values: dict[str, Any], failed: set[str],
+                        required: tuple[FieldSpec, ...] | None) -> list[Error]:
+    """Field-permission and required-field errors for one record.
+
+    `required` is the object's required-on-create fields when inserting, or None
+    for an update (where only explicitly nulled non-nillable fields are missing).
+    """
+    errors: list[Error] = []
+    creating = required is not None
+    denied = [spec.name for spec in spec_names
+              if not (spec.createable if creating else spec.updateable)]
+    if denied:
+        errors.append(record_error(
+            "INVALID_FIELD_FOR_INSERT_UPDATE",
+            f"Unable to create/update fields: {', '.join(denied)}. Please check the security "
+            "settings of this field and verify that it is read/write for your profile or "
+            "permission set.",
+            denied,
+        ))
+    if required is not None:
+        missing = [spec.name for spec in required
+                   if spec.name not in failed and values.get(spec.name) is None]
+    else:
+        missing = [spec.name for spec in spec_names
+                   if not spec.nillable and spec.name in values and values[spec.name] is None]
+    if missing:
+        errors.append(record_error("REQUIRED_FIELD_MISSING",
+                                   f"Required fields are missing: [{', '.join(missing)}]",
+                                   missing))
+    return errors
