@@ -152,9 +152,9 @@ def _check_chunks(prepared: list[_Prepared]) -> None:
 def _unique_errors(org: Org, prep: _Prepared, seen: dict[tuple[str, str, str], str]) -> list[Error]:
     """DUPLICATE_VALUE for a unique field whose value another record already holds."""
     errors = []
-    for spec in prep.specs:
+    for spec in prep.schema.unique:
         value = prep.values.get(spec.name)
-        if not spec.unique or value is None:
+        if value is None:
             continue
         others = [k for k in org.lookup_external(prep.schema, spec, str(value)) if k != prep.key]
         if others:
@@ -171,9 +171,9 @@ def _unique_errors(org: Org, prep: _Prepared, seen: dict[tuple[str, str, str], s
 
 
 def _remember_unique(prep: _Prepared, seen: dict[tuple[str, str, str], str]) -> None:
-    for spec in prep.specs:
+    for spec in prep.schema.unique:
         value = prep.values.get(spec.name)
-        if spec.unique and value is not None:
+        if value is not None:
             seen[(prep.schema.name, spec.name, str(value).lower())] = prep.key or ""
 
 
@@ -203,8 +203,7 @@ def _finish(org: Org, prepared: list[_Prepared], all_or_none: bool,
             if prep.key is None:
                 new_id = org.insert(prep.schema, prep.values, now)
             else:
-                org.update(prep.schema, prep.key, prep.values, now)
-                new_id = to_18(prep.key)
+                new_id = org.update(prep.schema, prep.key, prep.values, now)
             result = {"id": new_id, "success": True, "errors": []}
         if upsert:
             result["created"] = prep.created

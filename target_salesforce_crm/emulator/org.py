@@ -196,13 +196,19 @@ class Org:
         self._index(schema, key, record, add=True)
         return record["Id"]
 
-    def update(self, schema: SObjectSchema, key: str, values: dict[str, Any], now: str) -> None:
+    def update(self, schema: SObjectSchema, key: str, values: dict[str, Any], now: str) -> str:
+        """Apply changed fields; indexes and derived fields are only redone when touched."""
         record = self.store[schema.name][key]
-        self._index(schema, key, record, add=False)
+        reindex = not values.keys().isdisjoint(self.indexes[schema.name])
+        if reindex:
+            self._index(schema, key, record, add=False)
         record.update(values)
         record["LastModifiedDate"] = now
-        _derive(record)
-        self._index(schema, key, record, add=True)
+        if not values.keys().isdisjoint(_DERIVED_INPUTS):
+            _derive(record)
+        if reindex:
+            self._index(schema, key, record, add=True)
+        return str(record["Id"])
 
     def delete(self, schema: SObjectSchema, key: str) -> None:
         record = self.store[schema.name].pop(key)
@@ -261,6 +267,9 @@ class Org:
         schema = self.schema(object_name)
         with self.lock:
             return [dict(record) for record in self.store[schema.name].values()]
+
+
+_DERIVED_INPUTS = frozenset({"FirstName", "LastName", "Loyalty_Score__c"})
 
 
 def _derive(record: dict[str, Any]) -> None:

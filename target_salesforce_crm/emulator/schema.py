@@ -62,6 +62,7 @@ class SObjectSchema:
     fields: list[FieldSpec]
     by_lower: dict[str, FieldSpec]
     required: tuple[FieldSpec, ...]
+    unique: tuple[FieldSpec, ...]
     describe_body: bytes
 
     def field(self, name: str) -> FieldSpec | None:
@@ -260,6 +261,7 @@ def _build(name: str, label: str, plural: str, prefix: str,
         name=name, label=label, label_plural=plural, key_prefix=prefix, fields=fields,
         by_lower={spec.name.lower(): spec for spec in fields},
         required=tuple(spec for spec in fields if spec.required_on_create),
+        unique=tuple(spec for spec in fields if spec.unique),
         describe_body=json.dumps(describe).encode(),
     )
 
