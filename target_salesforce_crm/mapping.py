@@ -98,6 +98,7 @@ class RecordMapper:
             self.external_id = MappedField(
                 Path(settings.external_id_source), fields[settings.external_id_field.lower()]
             )
+        self.key_path = self.external_id.path if self.external_id else self.id_path
         self.fields = tuple(
             MappedField(Path(m.source), fields[m.target.lower()])
             for m in settings.mappings_for(object_type)

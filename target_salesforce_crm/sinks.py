@@ -14,7 +14,7 @@ from typing import Any
 
 import fastjsonschema
 from singer_sdk.exceptions import InvalidJSONSchema, InvalidRecord
-from singer_sdk.helpers._typing import DatetimeErrorTreatmentEnum
+from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
 from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
@@ -102,8 +102,8 @@ class SalesforceSink(BatchSink):
             mapped = self.mapper.map(record)
         except RecordRejected as exc:
             rejection = exc.rejection
-            raw_id = self.mapper.id_path.get(record)
-            self._reject_now(record, raw_id if isinstance(raw_id, str) else None,
+            raw_id = self.mapper.key_path.get(record)
+            self._reject_now(record, None if raw_id is None else str(raw_id),
                              rejection.code, rejection.message, rejection.fields)
             return
         existing = self._pending.get(mapped.key)

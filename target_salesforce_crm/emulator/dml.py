@@ -114,13 +114,20 @@ def _prepare(org: Org, records: list[Any], fixed: SObjectSchema | None) -> list[
                                    f"sObject type '{type_name}' is not supported.")
             schema = found
         prep = _Prepared(schema, [], {}, [], set())
+        specs, values, by_name = prep.specs, prep.values, schema.by_name
         for name, value in record.items():
+            spec = by_name.get(name) or by_name.get(name.lower())
+            # Fast path for the common case: a non-empty plain string that fits.
+            if spec is not None and type(value) is str and value and spec.plain_text \
+                    and len(value) <= spec.length:
+                specs.append(spec)
+                values[spec.name] = value
+                continue
             if name == "attributes":
                 continue
             if name.lower() == "id":
                 prep.id_value = value
                 continue
-            spec = schema.by_lower.get(name.lower())
             if spec is None:
                 raise RequestError(400, "INVALID_FIELD",
                                    f"No such column '{name}' on sobject of type {schema.name}")

@@ -45,6 +45,7 @@ class FieldSpec:
     restricted: bool
     default_value: Any
     describe: dict[str, Any] = field(repr=False)
+    plain_text: bool = False
 
     @property
     def required_on_create(self) -> bool:
@@ -61,6 +62,7 @@ class SObjectSchema:
     key_prefix: str
     fields: list[FieldSpec]
     by_lower: dict[str, FieldSpec]
+    by_name: dict[str, FieldSpec]
     required: tuple[FieldSpec, ...]
     unique: tuple[FieldSpec, ...]
     describe_body: bytes
@@ -147,6 +149,7 @@ def _field(
         updateable=updateable, nillable=nillable, defaulted_on_create=defaulted,
         external_id=external_id, unique=unique, case_sensitive=False, picklist=picklist,
         restricted=restricted, default_value=default, describe=describe,
+        plain_text=text and ftype != "email" and not restricted,
     )
 
 
@@ -260,6 +263,8 @@ def _build(name: str, label: str, plural: str, prefix: str,
     return SObjectSchema(
         name=name, label=label, label_plural=plural, key_prefix=prefix, fields=fields,
         by_lower={spec.name.lower(): spec for spec in fields},
+        by_name={**{spec.name.lower(): spec for spec in fields},
+                 **{spec.name: spec for spec in fields}},
         required=tuple(spec for spec in fields if spec.required_on_create),
         unique=tuple(spec for spec in fields if spec.unique),
         describe_body=json.dumps(describe).encode(),
