@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import unicodedata
 from pathlib import Path
 
 from target_salesforce_crm.emulator import make_id
@@ -34,6 +35,12 @@ CONTACTS = 300
 LEADS = 60
 
 
+def _ascii(name: str) -> str:
+    """Email local parts are ASCII: fold accents away (Chloé -> chloe)."""
+    folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return folded.lower().replace(" ", "").replace("-", "")
+
+
 def _memberships(rng: random.Random) -> dict:
     ups = {}
     for segment_id in SEGMENTS:
@@ -51,7 +58,7 @@ def _profile(rng: random.Random, record_id: str | None, n: int, lead: bool) -> d
     profile: dict = {
         "crmID": record_id,
         "person": {"name": {"firstName": first, "lastName": last}},
-        "personalEmail": {"address": f"{first.lower()}.{last.lower()}.{n}@example.com"},
+        "personalEmail": {"address": f"{_ascii(first)}.{_ascii(last)}.{n}@example.com"},
         "segmentMembership": _memberships(rng),
     }
     if lead:

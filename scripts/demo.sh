@@ -47,8 +47,9 @@ echo "== meltano install"
 meltano install > "$workdir/install.log" 2>&1 || { cat "$workdir/install.log"; exit 1; }
 echo "== meltano run tap-jsonl target-salesforce-crm tap-jsonl-leads target-salesforce-crm"
 meltano run --full-refresh tap-jsonl target-salesforce-crm tap-jsonl-leads target-salesforce-crm \
-  2>&1 | grep -E "summary for stream|segment field|pre-flight|rejected |Run completed|failed|ERROR" \
-  | sed -E 's/^.*(summary for|segment field|pre-flight|rejected |Run completed|failed|ERROR)/\1/' || true
+  > output/meltano.log 2>&1 || { echo "meltano run failed; see output/meltano.log"; tail -20 output/meltano.log; exit 1; }
+grep -oE "(pre-flight of|summary for stream|segment field|rejected (Contact|Lead)|Run completed).*" \
+  output/meltano.log | sed 's/^/   /' 
 
 python - "$url" <<'PY'
 import json, sys, urllib.request

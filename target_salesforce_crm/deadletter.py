@@ -24,11 +24,13 @@ def _json_default(value: Any) -> Any:
 
 def scrub(message: str, payload: dict[str, Any]) -> str:
     """Remove profile values that Salesforce echoes in error messages (e.g. STRING_TOO_LONG)."""
-    for name, value in payload.items():
-        if name in ("attributes", "id") or not isinstance(value, str):
-            continue
-        if len(value) >= _MIN_SCRUB_LENGTH and value in message:
-            message = message.replace(value, "<value>")
+    values = [
+        value for name, value in payload.items()
+        if name not in ("attributes", "id") and isinstance(value, str)
+        and len(value) >= _MIN_SCRUB_LENGTH
+    ]
+    for value in sorted(values, key=len, reverse=True):
+        message = message.replace(value, "<value>")
     return message
 
 

@@ -21,7 +21,10 @@ class ErrorClass(enum.Enum):
 TRANSIENT_STATUSES = frozenset({406, 420, 429, 500, 502, 503, 504})
 TRANSIENT_RECORD_CODES = frozenset({"UNABLE_TO_LOCK_ROW"})
 TRANSIENT_REQUEST_CODES = frozenset(
-    {"SERVER_UNAVAILABLE", "UNKNOWN_EXCEPTION", "QUERY_TIMEOUT", "REQUEST_RUNNING_TOO_LONG"}
+    {
+        "SERVER_UNAVAILABLE", "UNKNOWN_EXCEPTION", "QUERY_TIMEOUT", "REQUEST_RUNNING_TOO_LONG",
+        "UNABLE_TO_LOCK_ROW",
+    }
 )
 # Request-level 400s caused by one record's data: splitting the batch isolates the culprit.
 DATA_REQUEST_CODES = frozenset(

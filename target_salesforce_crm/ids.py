@@ -49,7 +49,7 @@ def _restore_case(id18: str) -> str | None:
 
 def normalize_id(value: object, object_type: str) -> tuple[str | None, IdProblem | None]:
     """Return the 18-character Id for ``value``, or the problem that makes it unusable."""
-    if value is None or value == "":
+    if value is None or (isinstance(value, str) and not value.strip()):
         return None, IdProblem("MISSING_ID", "the record has no Salesforce Id")
     if not isinstance(value, str):
         return None, IdProblem("MALFORMED_ID", "the Salesforce Id is not a string")
@@ -61,7 +61,10 @@ def normalize_id(value: object, object_type: str) -> tuple[str | None, IdProblem
             "expected 15 or 18 letters and digits",
         )
     if len(candidate) == 18:
-        restored = _restore_case(candidate)
+        head = candidate[:15]
+        mixed_case = head != head.upper() and head != head.lower()
+        # a mixed-case Id keeps its case and must match its checksum exactly
+        restored = head + candidate[15:].upper() if mixed_case else _restore_case(candidate)
         if restored is None or checksum(restored[:15]) != restored[15:]:
             return None, IdProblem("MALFORMED_ID", "the 18-character Id has a wrong checksum")
         candidate = restored

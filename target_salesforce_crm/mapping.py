@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -193,7 +194,9 @@ class RecordMapper:
 
     def _serialize(self, spec: FieldSpec, value: Any) -> Any:
         kind = spec.type
-        if isinstance(value, (dict, list)) and kind != "multipicklist":
+        if kind == "multipicklist" and isinstance(value, list):
+            value = ";".join(_as_text(item) for item in value)
+        if isinstance(value, (dict, list)):
             raise RecordRejected(
                 Rejection(
                     "INVALID_FIELD_VALUE",
@@ -215,7 +218,7 @@ class RecordMapper:
         return _as_text(value)
 
     def _fit(self, spec: FieldSpec, text: str) -> str:
-        if spec.type == "email" and text and not _EMAIL.match(text):
+        if spec.type == "email" and text and not _EMAIL.fullmatch(text):
             raise RecordRejected(
                 Rejection("INVALID_EMAIL_ADDRESS", f"{spec.name} is not a valid email address",
                           (spec.name,))
@@ -263,6 +266,8 @@ def _as_number(spec: FieldSpec, value: Any, *, integer: bool) -> int | float:
         if isinstance(value, bool):
             raise ValueError
         number = decimal.Decimal(value) if isinstance(value, str) else value
+        if not math.isfinite(number):
+            raise ValueError
         if integer:
             if number != int(number):
                 raise ValueError

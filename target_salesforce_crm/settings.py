@@ -114,7 +114,7 @@ def login_host_problem(login_url: str) -> str | None:
         parts = urlsplit(login_url)
         port = parts.port
     except ValueError:
-        return f"login_url {login_url!r} is not a valid URL"
+        return "login_url is not a valid URL (check the host and port)"
     host = (parts.hostname or "").lower()
     if parts.username is not None or parts.password is not None or "@" in parts.netloc:
         return "login_url must not contain user information ('user@host')"
@@ -204,13 +204,13 @@ def parse_settings(config: dict[str, Any]) -> Settings:
     field_mappings = _field_mappings(config.get("field_mappings"), problems)
     segment_mappings = _segment_mappings(config.get("segment_mappings") or [], problems)
 
-    batch_size = int(config.get("batch_size") or MAX_BATCH_SIZE)
+    batch_size = int(_default(config.get("batch_size"), MAX_BATCH_SIZE))
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
         problems.append(f"batch_size {batch_size} must be between 1 and {MAX_BATCH_SIZE}")
-    max_concurrency = int(config.get("max_concurrency") or 4)
+    max_concurrency = int(_default(config.get("max_concurrency"), 4))
     if max_concurrency < 1:
         problems.append(f"max_concurrency {max_concurrency} must be at least 1")
-    usage_limit = float(config.get("api_usage_limit_percent") or 90)
+    usage_limit = float(_default(config.get("api_usage_limit_percent"), 90))
     if not 1 <= usage_limit <= 100:
         problems.append(f"api_usage_limit_percent {usage_limit:g} must be between 1 and 100")
     string_overflow = config.get("string_overflow") or "truncate"
@@ -246,9 +246,18 @@ def parse_settings(config: dict[str, Any]) -> Settings:
     )
 
 
+def _default(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
 def _resolve_login_url(config: dict[str, Any], problems: list[str]) -> str:
     login_url = (config.get("login_url") or "").strip()
     domain = (config.get("domain") or "").strip()
+    if login_url and domain:
+        try:
+            login_url_from_domain(domain)
+        except SettingsError as exc:
+            problems.extend(exc.problems)
     if login_url:
         problem = login_host_problem(login_url)
         if problem:

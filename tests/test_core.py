@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from conftest import CREDENTIALS
 from singer_sdk.testing import get_target_test_class
 from singer_sdk.testing.suites import SingerTestSuite
 from singer_sdk.testing.target_tests import (
@@ -35,7 +36,6 @@ from singer_sdk.testing.target_tests import (
     TargetSpecialCharsInAttributes,
 )
 
-from conftest import CREDENTIALS
 from target_salesforce_crm.emulator import Emulator
 from target_salesforce_crm.target import TargetSalesforceCRM
 

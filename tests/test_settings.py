@@ -551,11 +551,6 @@ def test_bad_login_url_refused_by_parse_settings(url: str) -> None:
     assert problem == login_host_problem(url)
 
 
-@pytest.mark.xfail(
-    reason="BUG: settings.py login_host_problem echoes the whole login_url (user:password "
-    "included) when the port cannot be parsed, before the user-information check",
-    strict=True,
-)
 def test_invalid_url_message_does_not_echo_user_information() -> None:
     problem = login_host_problem("https://user:s3cr3t-pass@acme.my.salesforce.com:99999")
     assert problem is not None

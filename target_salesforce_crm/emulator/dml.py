@@ -116,14 +116,14 @@ def _prepare(org: Org, records: list[Any], fixed: SObjectSchema | None) -> list[
         prep = _Prepared(schema, [], {}, [], set())
         specs, values, by_name = prep.specs, prep.values, schema.by_name
         for name, value in record.items():
+            if name == "attributes":
+                continue
             spec = by_name.get(name) or by_name.get(name.lower())
             # Fast path for the common case: a non-empty plain string that fits.
             if spec is not None and type(value) is str and value and spec.plain_text \
                     and len(value) <= spec.length:
                 specs.append(spec)
                 values[spec.name] = value
-                continue
-            if name == "attributes":
                 continue
             if name.lower() == "id":
                 prep.id_value = value
@@ -158,7 +158,9 @@ def _check_chunks(prepared: list[_Prepared]) -> None:
 
 def _unique_errors(org: Org, prep: _Prepared, seen: dict[tuple[str, str, str], str]) -> list[Error]:
     """DUPLICATE_VALUE for a unique field whose value another record already holds."""
-    errors = []
+    errors: list[Error] = []
+    if prep.schema.unique_names.isdisjoint(prep.values):
+        return errors
     for spec in prep.schema.unique:
         value = prep.values.get(spec.name)
         if value is None:
@@ -178,6 +180,8 @@ def _unique_errors(org: Org, prep: _Prepared, seen: dict[tuple[str, str, str], s
 
 
 def _remember_unique(prep: _Prepared, seen: dict[tuple[str, str, str], str]) -> None:
+    if prep.schema.unique_names.isdisjoint(prep.values):
+        return
     for spec in prep.schema.unique:
         value = prep.values.get(spec.name)
         if value is not None:
@@ -185,7 +189,7 @@ def _remember_unique(prep: _Prepared, seen: dict[tuple[str, str, str], str]) -> 
 
 
 def _lock_error(org: Org, prep: _Prepared) -> list[Error]:
-    if not org.lock_fault():
+    if not org.faults.lock_rate or not org.lock_fault():
         return []
     target = to_18(prep.key) if prep.key else ""
     message = "unable to obtain exclusive access to this record"
@@ -245,8 +249,8 @@ def create(org: Org, raw: bytes) -> list[dict[str, Any]]:
             if prep.id_value is not _MISSING:
                 errors.insert(0, record_error("INVALID_FIELD_FOR_INSERT_UPDATE",
                                               "cannot specify Id in an insert call", ["Id"]))
-            errors += access_and_required(prep.specs, prep.values, prep.failed,
-                                          prep.schema.required)
+            errors += access_and_required(prep.schema, prep.specs, prep.values, prep.failed,
+                                          creating=True)
             errors = errors or _unique_errors(org, prep, seen) or _lock_error(org, prep)
             prep.outcome = errors
             if not errors:
@@ -279,8 +283,8 @@ def update(org: Org, raw: bytes) -> list[dict[str, Any]]:
         for prep in prepared:
             errors = _resolve_id(org, prep)
             if not errors:
-                errors = prep.errors + access_and_required(prep.specs, prep.values, prep.failed,
-                                                           None)
+                errors = prep.errors + access_and_required(
+                    prep.schema, prep.specs, prep.values, prep.failed, creating=False)
                 errors = errors or _unique_errors(org, prep, seen) or _lock_error(org, prep)
             prep.outcome = errors
             if not errors:
@@ -329,8 +333,8 @@ def _upsert_record(org: Org, prep: _Prepared, key_spec: FieldSpec, value: Any,
     else:
         prep.created = True
         _drop_null_defaults(prep)
-    required = None if matches else prep.schema.required
-    errors = prep.errors + access_and_required(prep.specs, prep.values, prep.failed, required)
+    errors = prep.errors + access_and_required(prep.schema, prep.specs, prep.values, prep.failed,
+                                               creating=not matches)
     return errors or _lock_error(org, prep)
 
 

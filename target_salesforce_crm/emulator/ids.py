@@ -6,10 +6,12 @@ The emulator stores records under the 15-character key and always hands out the
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 _SUFFIX_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 _ID_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_ID_SHAPE = re.compile(r"[0-9A-Za-z]{15}(?:[0-9A-Za-z]{3})?")
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 # Pod/instance marker between the key prefix and the counter, like "0RM" in real Ids.
 _INSTANCE = "8Em"
@@ -54,9 +56,7 @@ def parse_id(value: object) -> str | None:
     15-char Ids are case-sensitive; an 18-char Id must carry the right checksum
     (compared case-insensitively, as Salesforce does for the suffix).
     """
-    if not isinstance(value, str) or len(value) not in (15, 18):
-        return None
-    if not set(value) <= _ID_CHARS:
+    if not isinstance(value, str) or not _ID_SHAPE.fullmatch(value):
         return None
     key = value[:15]
     if len(value) == 18 and value[15:].upper() != checksum(key):

@@ -65,6 +65,9 @@ class SObjectSchema:
     by_name: dict[str, FieldSpec]
     required: tuple[FieldSpec, ...]
     unique: tuple[FieldSpec, ...]
+    unique_names: frozenset[str]
+    createable_names: frozenset[str]
+    updateable_names: frozenset[str]
     describe_body: bytes
 
     def field(self, name: str) -> FieldSpec | None:
@@ -267,6 +270,9 @@ def _build(name: str, label: str, plural: str, prefix: str,
                  **{spec.name: spec for spec in fields}},
         required=tuple(spec for spec in fields if spec.required_on_create),
         unique=tuple(spec for spec in fields if spec.unique),
+        unique_names=frozenset(spec.name for spec in fields if spec.unique),
+        createable_names=frozenset(spec.name for spec in fields if spec.createable),
+        updateable_names=frozenset(spec.name for spec in fields if spec.updateable),
         describe_body=json.dumps(describe).encode(),
     )
 

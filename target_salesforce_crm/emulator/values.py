@@ -11,7 +11,7 @@ import math
 import re
 from typing import Any
 
-from .schema import FieldSpec
+from .schema import FieldSpec, SObjectSchema
 
 _TEXT_TYPES = frozenset({"string", "textarea", "email", "phone", "url", "picklist"})
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
@@ -121,15 +121,22 @@ def coerce(spec: FieldSpec, value: Any) -> tuple[Any, Error | None]:
     return _wrong_type(spec, value)
 
 
-def access_and_required(spec_names: list[FieldSpec], values: dict[str, Any], failed: set[str],
-                        required: tuple[FieldSpec, ...] | None) -> list[Error]:
+def access_and_required(schema: SObjectSchema, spec_names: list[FieldSpec],
+                        values: dict[str, Any], failed: set[str], *,
+                        creating: bool) -> list[Error]:
     """Field-permission and required-field errors for one record.
 
-    `required` is the object's required-on-create fields when inserting, or None
-    for an update (where only explicitly nulled non-nillable fields are missing).
+    On insert every required-on-create field must have a value; on update only
+    fields explicitly set to null count as missing.
     """
+    allowed = schema.createable_names if creating else schema.updateable_names
+    if not failed and values.keys() <= allowed:
+        if creating:
+            if all(values.get(spec.name) is not None for spec in schema.required):
+                return []
+        elif None not in values.values():
+            return []
     errors: list[Error] = []
-    creating = required is not None
     denied = [spec.name for spec in spec_names
               if not (spec.createable if creating else spec.updateable)]
     if denied:
@@ -140,8 +147,8 @@ def access_and_required(spec_names: list[FieldSpec], values: dict[str, Any], fai
             "permission set.",
             denied,
         ))
-    if required is not None:
-        missing = [spec.name for spec in required
+    if creating:
+        missing = [spec.name for spec in schema.required
                    if spec.name not in failed and values.get(spec.name) is None]
     else:
         missing = [spec.name for spec in spec_names
