@@ -575,6 +575,13 @@ def test_delete(emu):
     assert codes(gone[0]) == ["ENTITY_IS_DELETED"]
     updated = collections(session, emu, "PATCH", [contact(ids[0], Title="x")]).json()
     assert codes(updated[0]) == ["ENTITY_IS_DELETED"]
+    rolled = session.delete(url, params={"ids": f"{ids[1]},{ids[0]}", "allOrNone": "true"},
+                            timeout=10).json()
+    assert rolled[0]["id"] == ids[1] and codes(rolled[0]) == ["ALL_OR_NONE_OPERATION_ROLLED_BACK"]
+    assert codes(rolled[1]) == ["ENTITY_IS_DELETED"]
+    assert emu.get("Contact", ids[1]) is not None
+    too_many = session.delete(url, params={"ids": ",".join([ids[1]] * 201)}, timeout=10)
+    assert too_many.status_code == 400 and too_many.json()[0]["errorCode"] == "EXCEEDED_ID_LIMIT"
 
 
 @pytest.mark.parametrize(
@@ -615,13 +622,14 @@ def test_invalid_json_body(emu):
 
 def test_latency_fault(emu):
     session = login(emu)
-    emu.set_faults(latency_ms=150)
+    emu.set_faults(latency_ms=300)
     start = time.perf_counter()
     assert session.get(api(emu, "limits"), timeout=10).status_code == 200
-    assert time.perf_counter() - start >= 0.15
+    assert time.perf_counter() - start >= 0.3
     start = time.perf_counter()
     assert password_grant(emu).status_code == 200
-    assert time.perf_counter() - start < 0.15
+    assert requests.get(emu.url + "/__emulator__/stats", timeout=10).status_code == 200
+    assert time.perf_counter() - start < 0.3
 
 
 def test_http_error_faults_apply_before_writes(emu):
@@ -633,6 +641,8 @@ def test_http_error_faults_apply_before_writes(emu):
     assert busy.json() == [{"errorCode": "SERVER_UNAVAILABLE", "message": "server too busy"}]
     assert "Title" not in emu.get("Contact", ids[0])
     assert password_grant(emu).status_code == 200
+    assert requests.get(emu.url + "/services/data/", timeout=10).status_code == 200
+    assert requests.get(emu.url + "/__emulator__/stats", timeout=10).status_code == 200
     emu.set_faults(http_503_rate=0.0, html_503_rate=1.0)
     html = session.get(api(emu, "limits"), timeout=10)
     assert html.status_code == 503 and html.headers["Content-Type"].startswith("text/html")
@@ -679,7 +689,7 @@ def test_lock_fault_per_record_and_repeatable():
 
 
 def test_concurrency_limit():
-    with Emulator(concurrency_limit=1, latency_ms=200) as emu:
+    with Emulator(concurrency_limit=1, latency_ms=400) as emu:
         session_token = login(emu).headers["Authorization"]
         statuses: list[int] = []
         bodies: list = []

@@ -37,6 +37,8 @@ class Emulator:
         port: int = 0,
         **faults: Any,
     ) -> None:
+        if isinstance(segment_fields, str):
+            segment_fields = [segment_fields]
         settings = FaultSettings()
         settings.update(faults)
         credentials = Credentials(
