@@ -175,22 +175,29 @@ class RecordMapper:
             payload[spec.name] = self._fit(spec, self.status_values.get(status, status))
 
     def _check_required(self, payload: dict[str, Any]) -> None:
-        names = self.required_on_create if self.upsert else ()
-        missing = [n for n in names if payload.get(n) in (None, "")]
-        missing += [
-            f.spec.name
-            for f in self.fields
-            if f.spec.required_on_create and payload.get(f.spec.name, _MISSING) == ""
-            and f.spec.name not in missing
+        """A required field mapped to an empty string would blank it: refuse the record."""
+        empty = [
+            f.spec.name for f in self.fields
+            if f.spec.required_on_create and payload.get(f.spec.name) == ""
         ]
-        if missing:
+        if empty:
             raise RecordRejected(
-                Rejection(
-                    "REQUIRED_FIELD_MISSING",
-                    f"required field(s) empty or missing: {', '.join(missing)}",
-                    tuple(missing),
-                )
+                Rejection("REQUIRED_FIELD_MISSING",
+                          f"required field(s) empty: {', '.join(empty)}", tuple(empty))
             )
+
+    def missing_for_create(self, payload: dict[str, Any]) -> Rejection | None:
+        """For upsert (which may create): the object's required fields, checked after merging."""
+        if not self.upsert:
+            return None
+        missing = [n for n in self.required_on_create if payload.get(n) in (None, "")]
+        if not missing:
+            return None
+        return Rejection(
+            "REQUIRED_FIELD_MISSING",
+            f"required field(s) missing for a record that may be created: {', '.join(missing)}",
+            tuple(missing),
+        )
 
     def _serialize(self, spec: FieldSpec, value: Any) -> Any:
         kind = spec.type

@@ -26,7 +26,8 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.client = SalesforceClient(settings)
-        self.dead_letter = DeadLetter(settings.rejected_records_path)
+        # a dry run writes nothing, not even the dead-letter file (the report has the counts)
+        self.dead_letter = DeadLetter(None if settings.dry_run else settings.rejected_records_path)
         self.stats = RunStats(dry_run=settings.dry_run)
         self.deliverer = Deliverer(
             self.client, self.dead_letter, self.stats, dry_run=settings.dry_run

@@ -8,7 +8,6 @@ the end, so every collections call but the last carries a full ``batch_size``.
 
 from __future__ import annotations
 
-import itertools
 import typing as t
 from typing import Any
 
@@ -131,9 +130,24 @@ class SalesforceSink(BatchSink):
 
     def _dispatch(self, *, flush: bool) -> None:
         while len(self._pending) >= self.batch_size or (flush and self._pending):
-            keys = list(itertools.islice(self._pending, self.batch_size))
-            entries = [self._pending.pop(k) for k in keys]
-            self.runtime.dispatcher.submit(self._chunk(entries))
+            keys, entries, incomplete = [], [], []
+            for key, entry in self._pending.items():
+                if len(entries) == self.batch_size:
+                    break
+                keys.append(key)
+                problem = self.mapper.missing_for_create(entry.payload)
+                if problem is None:
+                    entries.append(entry)
+                else:
+                    incomplete.append((entry, problem))
+            if entries:
+                self.runtime.dispatcher.submit(self._chunk(entries))
+            # removed only once submitted: a signal-time flush may resend, never lose them
+            for key in keys:
+                del self._pending[key]
+            for entry, problem in incomplete:
+                self.runtime.deliverer.reject(self._chunk([]), entry, problem.code,
+                                              problem.message, problem.fields, origin="client")
 
     def _chunk(self, entries: list[Entry]) -> Chunk:
         return Chunk(

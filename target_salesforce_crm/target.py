@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import typing as t
+from types import FrameType
 
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
@@ -162,6 +163,20 @@ class TargetSalesforceCRM(Target):
         ):
             self._flush_sinks()
         super()._handle_max_record_age()
+
+    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
+        """SIGTERM/SIGINT: the SDK drains (we land everything, then STATE), then we report."""
+        error: str | None = None
+        try:
+            super()._handle_termination(signum, frame)
+        except SystemExit:
+            self.logger.info("stopped by signal %d after landing everything read", signum)
+            raise
+        except Exception as exc:
+            error = SecretFilter.redact(f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            self.finish(error=error)
 
     def process_endofpipe(self) -> None:
         super().process_endofpipe()

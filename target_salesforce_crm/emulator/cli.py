@@ -111,9 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _on_signal)
     emulator.start()
     try:
-        print(f"emulator listening on {emulator.url}", flush=True)
         if args.ready_file:
             _write_ready_file(args.ready_file, emulator.url)
+        print(f"emulator listening on {emulator.url}", flush=True)
         while not stopping.wait(0.5):
             continue
     finally:

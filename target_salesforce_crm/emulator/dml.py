@@ -89,30 +89,37 @@ def _collection_body(raw: bytes) -> tuple[bool, list[Any]]:
     return all_or_none, records
 
 
+def _record_schema(org: Org, type_name: Any, fixed: SObjectSchema | None) -> SObjectSchema:
+    if fixed is not None:
+        if type_name is not None and str(type_name).lower() != fixed.name.lower():
+            raise RequestError(400, "INVALID_TYPE",
+                               f"Record type '{type_name}' does not match the sObject "
+                               f"'{fixed.name}' in the URI")
+        return fixed
+    if not isinstance(type_name, str) or not type_name:
+        raise RequestError(400, "INVALID_TYPE",
+                           "Each record must have an attributes map with a type")
+    found = org.schemas_lower.get(type_name.lower())
+    if found is None:
+        raise RequestError(400, "INVALID_TYPE", f"sObject type '{type_name}' is not supported.")
+    return found
+
+
 def _prepare(org: Org, records: list[Any], fixed: SObjectSchema | None) -> list[_Prepared]:
     """Resolve types and field names for every record; any unknown one rejects the request."""
     prepared = []
+    last_type: Any = None
+    schema: SObjectSchema | None = None
     for record in records:
         if not isinstance(record, dict):
             raise RequestError(400, "JSON_PARSER_ERROR",
                                "Cannot deserialize instance of SObject from a non-object")
         attributes = record.get("attributes")
         type_name = attributes.get("type") if isinstance(attributes, dict) else None
-        if fixed is not None:
-            if type_name is not None and str(type_name).lower() != fixed.name.lower():
-                raise RequestError(400, "INVALID_TYPE",
-                                   f"Record type '{type_name}' does not match the sObject "
-                                   f"'{fixed.name}' in the URI")
-            schema = fixed
-        else:
-            if not isinstance(type_name, str) or not type_name:
-                raise RequestError(400, "INVALID_TYPE",
-                                   "Each record must have an attributes map with a type")
-            found = org.schemas_lower.get(type_name.lower())
-            if found is None:
-                raise RequestError(400, "INVALID_TYPE",
-                                   f"sObject type '{type_name}' is not supported.")
-            schema = found
+        # Records of one type usually come in a run: resolve the type once per run.
+        if schema is None or type_name is None or type_name != last_type:
+            schema = _record_schema(org, type_name, fixed)
+            last_type = type_name
         prep = _Prepared(schema, [], {}, [], set())
         specs, values, by_name = prep.specs, prep.values, schema.by_name
         for name, value in record.items():
