@@ -72,6 +72,7 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # benchmarks open many connections at once
 
     def __init__(self, address: tuple[str, int], app: App) -> None:
         self.app = app
