@@ -21,6 +21,7 @@ from target_salesforce_crm.settings import Settings
 LOGGER = logging.getLogger("target-salesforce-crm")
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 JWT_LIFETIME_SECONDS = 180
+TOKEN_ATTEMPTS = 4  # a login host that stays unreachable is a config problem: fail fast
 
 # Which credential a user should look at, by flow and OAuth error code.
 _HINTS = {
@@ -82,7 +83,7 @@ class TokenProvider:
 
     def _grant(self) -> Token:
         url = f"{self._settings.login_url}/services/oauth2/token"
-        backoff = Backoff()
+        backoff = Backoff(attempts=TOKEN_ATTEMPTS)
         retried_code_race = False
         while True:
             body = self._grant_body()

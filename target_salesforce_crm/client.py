@@ -183,11 +183,14 @@ class SalesforceClient:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 self._retry_or_raise(backoff, retry_after, f"HTTP {response.status_code} {code}")
                 continue
+            hint = ""
+            if response.status_code == 404:
+                hint = f" (check api_version {self.settings.api_version!r} and the object name)"
             raise RequestFailed(
                 response.status_code,
                 code,
                 f"Salesforce refused {method} {path}: HTTP {response.status_code} "
-                f"{code or ''} {message or ''}".strip(),
+                f"{code or ''} {message or ''}".strip() + hint,
             )
 
     def _send(self, method: str, token: Token, path: str, body: Any) -> requests.Response:

@@ -26,6 +26,7 @@ from target_salesforce_crm.stats import RunStats, StreamStats
 
 LOGGER = logging.getLogger("target-salesforce-crm")
 LOCK_RETRY_ATTEMPTS = 6
+LOGGED_REJECTIONS = 50  # one warning line each; after that, a count every 1,000
 
 
 @dataclass
@@ -68,6 +69,8 @@ class Deliverer:
         self.dead_letter = dead_letter
         self.stats = stats
         self.dry_run = dry_run
+        self.logged_rejections = 0
+        self._log_lock = threading.Lock()
 
     def reject(self, chunk: Chunk, entry: Entry, code: str, message: str,
                fields: tuple[str, ...] | list[str], origin: str = "salesforce") -> None:
@@ -77,7 +80,14 @@ class Deliverer:
                 code=code, message=message, fields=fields, origin=origin, record=record,
             )
             self.stats.rejected(chunk.stats, code)
-        LOGGER.warning("rejected %s %s: %s %s", chunk.object_type, entry.key, code, list(fields))
+        with self._log_lock:
+            self.logged_rejections += 1
+            count = self.logged_rejections
+        if count <= LOGGED_REJECTIONS:
+            LOGGER.warning("rejected %s %s: %s %s", chunk.object_type, entry.key or "(no id)",
+                           code, list(fields))
+        elif count % 1000 == 0:
+            LOGGER.warning("%d records rejected so far (see the dead-letter file)", count)
 
     def deliver(self, chunk: Chunk) -> None:
         if self.dry_run:

@@ -18,7 +18,7 @@ from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
 from target_salesforce_crm.delivery import Chunk, Entry
-from target_salesforce_crm.mapping import RecordMapper, RecordRejected
+from target_salesforce_crm.mapping import RecordMapper, RecordRejected, Rejection
 
 if t.TYPE_CHECKING:
     from target_salesforce_crm.runtime import Runtime
@@ -130,7 +130,9 @@ class SalesforceSink(BatchSink):
 
     def _dispatch(self, *, flush: bool) -> None:
         while len(self._pending) >= self.batch_size or (flush and self._pending):
-            keys, entries, incomplete = [], [], []
+            keys: list[str] = []
+            entries: list[Entry] = []
+            incomplete: list[tuple[Entry, Rejection]] = []
             for key, entry in self._pending.items():
                 if len(entries) == self.batch_size:
                     break

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 
 import yaml
 
 from conftest import ROOT
-from target_salesforce_crm.target import CONFIG_SCHEMA
+from target_salesforce_crm.target import CONFIG_SCHEMA, TargetSalesforceCRM
 
 
 def _about_settings_rows() -> list[str]:
@@ -31,7 +32,9 @@ def test_meltano_yml_declares_every_setting_with_a_kind():
     spec = yaml.safe_load((ROOT / "meltano.yml").read_text())
     loader = next(p for p in spec["plugins"]["loaders"] if p["name"] == "target-salesforce-crm")
     declared = {s["name"]: s for s in loader["settings"]}
-    for name, schema in CONFIG_SCHEMA["properties"].items():
+    schema_with_builtins = copy.deepcopy(CONFIG_SCHEMA)
+    TargetSalesforceCRM.append_builtin_config(schema_with_builtins)
+    for name, schema in schema_with_builtins["properties"].items():
         assert name in declared, f"meltano.yml does not declare {name}"
         assert declared[name].get("kind"), f"meltano.yml gives {name} no kind"
         if schema.get("secret"):

@@ -623,7 +623,9 @@ def test_upsert_missing_external_id_rejected(value: str | None) -> None:
 def test_upsert_required_on_create_fields_enforced() -> None:
     record = profile(externalId="CUST-1")
     del record["person"]["name"]["lastName"]
-    rejection = rejection_of(upsert_mapper(), record)
+    m = upsert_mapper()
+    rejection = m.missing_for_create(m.map(record).payload)  # checked after merging
+    assert rejection is not None
     assert rejection.code == "REQUIRED_FIELD_MISSING"
     assert rejection.fields == ("LastName",)
 
@@ -635,7 +637,8 @@ def test_upsert_required_field_not_mapped_is_reported() -> None:
         salesforce_id_type="Lead",
         field_mappings=mapping(("person.name.lastName", "LastName")),
     )
-    rejection = rejection_of(m, profile(externalId="L-1"))
+    rejection = m.missing_for_create(m.map(profile(externalId="L-1")).payload)
+    assert rejection is not None
     assert rejection.code == "REQUIRED_FIELD_MISSING"
     assert rejection.fields == ("Company",)
 
