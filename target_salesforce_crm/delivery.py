@@ -98,6 +98,7 @@ class Deliverer:
 
     def _call(self, chunk: Chunk, entries: list[Entry]) -> list[dict[str, Any]]:
         payloads = [e.payload for e in entries]
+        self.stats.called(chunk.stats)
         if chunk.external_id_field:
             return self.client.collections_upsert(
                 chunk.object_type, chunk.external_id_field, payloads

@@ -31,6 +31,7 @@ class StreamStats:
     merged: int = 0
     retried: int = 0
     would_send: int = 0
+    api_calls: int = 0
     rejections_by_code: Counter = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
@@ -43,6 +44,7 @@ class StreamStats:
             "merged_duplicates": self.merged,
             "retried_records": self.retried,
             "would_send": self.would_send,
+            "collections_calls": self.api_calls,
             "rejections_by_code": dict(self.rejections_by_code),
         }
 
@@ -94,6 +96,10 @@ class RunStats:
             stats.rejected += 1
             stats.rejections_by_code[code] += 1
 
+    def called(self, stats: StreamStats) -> None:
+        with self._lock:
+            stats.api_calls += 1
+
     def retried(self, stats: StreamStats, count: int) -> None:
         with self._lock:
             stats.retried += count
@@ -129,7 +135,7 @@ class RunStats:
                 "summary for stream %s (%s): received=%d updated=%d created=%d rejected=%d "
                 "merged=%d retried=%d api_calls=%d %s",
                 name, s.object_type, s.received, s.updated, s.created, s.rejected, s.merged,
-                s.retried, api.get("collections_calls", 0), dict(s.rejections_by_code) or "",
+                s.retried, s.api_calls, dict(s.rejections_by_code) or "",
             )
         for field_name, counts in self.segments.items():
             verb = "would carry" if self.dry_run else "now carry"
