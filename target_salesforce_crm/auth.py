@@ -41,10 +41,14 @@ _GRANT_HINTS = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Token:
+    """An access token; ``accepted`` counts calls it authorised (a token that never worked
+    and is refused is a configuration problem, one that worked and is refused has expired)."""
+
     access_token: str
     instance_url: str
+    accepted: int = 0
 
 
 class TokenProvider:

@@ -29,6 +29,7 @@ from target_salesforce_crm.settings import Settings
 
 LOGGER = logging.getLogger("target-salesforce-crm")
 TIMEOUT = (10.0, 180.0)  # connect, read: Salesforce itself times a call out after 10 minutes
+MAX_REAUTH_PER_CALL = 3  # tokens that worked and then expired, refreshed for one call
 _LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
 
 
@@ -138,7 +139,7 @@ class SalesforceClient:
         """One logical call: retried on transient errors, replayed once after re-auth."""
         backoff = Backoff()
         token = self.tokens.token()
-        reauthenticated = False
+        reauthentications = 0
         while True:
             self.usage.reserve()
             try:
@@ -149,6 +150,8 @@ class SalesforceClient:
                 continue
             self.usage.release()
             self.usage.observe(response.headers.get("Sforce-Limit-Info"))
+            if response.status_code != 401:
+                token.accepted += 1
             payload, parsed = _parse_json(response)
             if 200 <= response.status_code < 300:
                 if parsed:
@@ -160,12 +163,14 @@ class SalesforceClient:
             if not parsed and kind is ErrorClass.PERMANENT:
                 kind = ErrorClass.TRANSIENT
             if kind is ErrorClass.AUTH:
-                if reauthenticated:
+                fresh_token_refused = reauthentications and not token.accepted
+                if fresh_token_refused or reauthentications >= MAX_REAUTH_PER_CALL:
                     raise AuthenticationError(
                         f"Salesforce rejected a freshly issued token on {method} {path} "
-                        f"({code or response.status_code}); check the connected app's API scope"
+                        f"({code or response.status_code}); check the connected app's API scope "
+                        "and the user's API Enabled permission"
                     )
-                reauthenticated = True
+                reauthentications += 1
                 self._count("reauth")
                 LOGGER.info("Session expired or invalid; re-authenticating once and replaying")
                 token = self.tokens.refresh(token)

@@ -28,7 +28,7 @@ class FaultSettings:
     daily_api_limit: int = 100000
     initial_api_usage: int = 0
     concurrency_limit: int = 0
-    random_seed: int | None = None
+    random_seed: int | None = 0  # fixed by default so fault runs repeat; None = fresh entropy
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

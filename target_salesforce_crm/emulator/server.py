@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
@@ -196,6 +198,18 @@ class Handler(BaseHTTPRequestHandler):
             return
 
     def _dispatch(self, method: str) -> None:
+        """Route one request; an emulator bug answers 500 instead of killing the connection."""
+        try:
+            self._route_request(method)
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+        except Exception as exc:
+            traceback.print_exc(file=sys.stderr)
+            self.close_connection = True
+            self.send_json(500, [{"errorCode": "UNKNOWN_EXCEPTION",
+                                  "message": f"emulator internal error: {exc!r}"}])
+
+    def _route_request(self, method: str) -> None:
         app = self.server.app
         parts = urlsplit(self.path)
         path = parts.path
