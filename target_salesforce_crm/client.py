@@ -6,11 +6,13 @@ One pooled ``requests.Session`` is shared by all worker threads. Every call goes
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -33,9 +35,30 @@ MAX_REAUTH_PER_CALL = 3  # tokens that worked and then expired, refreshed for on
 _LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
 
 
+class _Session(requests.Session):
+    """Reads proxy and CA-bundle settings from the environment once per host, not per call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._environment: dict[tuple[str, str, Any], Any] = {}
+
+    def merge_environment_settings(  # type: ignore[override]
+        self, url: str, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> Any:
+        if proxies or verify is not None or cert is not None:
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc, stream)
+        if key not in self._environment:
+            self._environment[key] = super().merge_environment_settings(
+                url, proxies, stream, verify, cert
+            )
+        return dict(self._environment[key])
+
+
 def new_session(pool_size: int) -> requests.Session:
     """A keep-alive session with room for one connection per concurrent call."""
-    session = requests.Session()
+    session = _Session()
     adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(pool_size, 2), max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
@@ -138,12 +161,15 @@ class SalesforceClient:
     def call(self, method: str, path: str, body: Any = None) -> Any:
         """One logical call: retried on transient errors, replayed once after re-auth."""
         backoff = Backoff()
+        data = None if body is None else json.dumps(
+            body, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode()
         token = self.tokens.token()
         reauthentications = 0
         while True:
             self.usage.reserve()
             try:
-                response = self._send(method, token, path, body)
+                response = self._send(method, token, path, data)
             except requests.RequestException as exc:
                 self.usage.release()
                 self._retry_or_raise(backoff, None, f"{type(exc).__name__} on {method} {path}")
@@ -198,12 +224,14 @@ class SalesforceClient:
                 f"{code or ''} {message or ''}".strip() + hint,
             )
 
-    def _send(self, method: str, token: Token, path: str, body: Any) -> requests.Response:
+    def _send(self, method: str, token: Token, path: str, data: bytes | None) -> requests.Response:
         url = f"{token.instance_url}/services/data/v{self.settings.api_version}/{path}"
         headers = {"Authorization": f"Bearer {token.access_token}", "Accept": "application/json"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
         with self._counts_lock:
             self.counts.total += 1
-        return self.session.request(method, url, json=body, headers=headers, timeout=TIMEOUT)
+        return self.session.request(method, url, data=data, headers=headers, timeout=TIMEOUT)
 
     def _retry_or_raise(self, backoff: Backoff, retry_after: float | None, what: str) -> None:
         self._count("retries")
@@ -216,7 +244,7 @@ class SalesforceClient:
 
 def _parse_json(response: requests.Response) -> tuple[Any, bool]:
     try:
-        return response.json(), True
+        return json.loads(response.content), True
     except ValueError:
         return None, False
 

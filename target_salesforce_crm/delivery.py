@@ -122,10 +122,10 @@ class Deliverer:
                     "no record is assumed written"
                 )
             locked = []
+            landed = []
             for entry, result in zip(entries, results, strict=True):
                 if result.get("success"):
-                    self.stats.landed(chunk.stats, entry.payload, chunk.segment_fields,
-                                      created=bool(result.get("created")))
+                    landed.append((entry.payload, bool(result.get("created"))))
                     continue
                 error = (result.get("errors") or [{}])[0]
                 code = str(error.get("statusCode") or "UNKNOWN_ERROR")
@@ -134,6 +134,7 @@ class Deliverer:
                     continue
                 self.reject(chunk, entry, code, scrub(str(error.get("message") or ""),
                                                       entry.payload), error.get("fields") or [])
+            self.stats.landed(chunk.stats, landed, chunk.segment_fields)
             if locked and not backoff.sleep():
                 for entry in locked:
                     self.reject(chunk, entry, "UNABLE_TO_LOCK_ROW",
@@ -158,14 +159,17 @@ class Deliverer:
 
 
 class Dispatcher:
-    """At most ``limit`` chunks in flight; chunks sharing a record key never overlap."""
+    """At most ``limit`` calls running and as many chunks ready behind them, so a freed slot is
+    refilled at once; chunks sharing a record key never overlap (the later one waits)."""
 
     def __init__(self, max_concurrency: int, deliver: Callable[[Chunk], None]) -> None:
         self._deliver = deliver
         self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="sf-call")
         self._cond = threading.Condition()
         self.limit = max_concurrency
-        self._in_flight = 0
+        self._capacity = 2 * max_concurrency
+        self._submitted = 0
+        self._running = 0
         self._keys: dict[tuple[str, str], int] = {}
         self._failure: BaseException | None = None
 
@@ -174,24 +178,31 @@ class Dispatcher:
         with self._cond:
             while True:
                 self._raise_failure()
-                if self._in_flight < self.limit and not any(k in self._keys for k in keys):
+                if self._submitted < self._capacity and not any(k in self._keys for k in keys):
                     break
                 self._cond.wait()
-            self._in_flight += 1
+            self._submitted += 1
             for key in keys:
                 self._keys[key] = self._keys.get(key, 0) + 1
         self._pool.submit(self._run, chunk, keys)
 
     def _run(self, chunk: Chunk, keys: list[tuple[str, str]]) -> None:
         try:
-            self._deliver(chunk)
+            with self._cond:
+                while self._running >= self.limit:
+                    self._cond.wait()
+                self._running += 1
+                failed = self._failure is not None
+            if not failed:  # after a fatal error nothing more is sent; a re-run resumes
+                self._deliver(chunk)
         except BaseException as exc:
             with self._cond:
                 if self._failure is None:
                     self._failure = exc
         finally:
             with self._cond:
-                self._in_flight -= 1
+                self._running -= 1
+                self._submitted -= 1
                 for key in keys:
                     remaining = self._keys[key] - 1
                     if remaining:
@@ -201,9 +212,9 @@ class Dispatcher:
                 self._cond.notify_all()
 
     def wait_idle(self) -> None:
-        """Block until nothing is in flight; re-raise the first failure of any chunk."""
+        """Block until nothing is queued or running; re-raise the first failure of any chunk."""
         with self._cond:
-            while self._in_flight:
+            while self._submitted:
                 self._cond.wait()
             self._raise_failure()
 

@@ -66,15 +66,17 @@ class RunStats:
             return self.streams.setdefault(name, StreamStats(object_type))
 
     def landed(
-        self, stats: StreamStats, payload: dict[str, Any], segment_fields: tuple[str, ...], *,
-        created: bool,
+        self, stats: StreamStats, landed: list[tuple[dict[str, Any], bool]],
+        segment_fields: tuple[str, ...],
     ) -> None:
+        """Count one call's successes: (payload, created) pairs, under one lock."""
         with self._lock:
-            if created:
-                stats.created += 1
-            else:
-                stats.updated += 1
-            self._count_segments(payload, segment_fields)
+            for payload, created in landed:
+                if created:
+                    stats.created += 1
+                else:
+                    stats.updated += 1
+                self._count_segments(payload, segment_fields)
 
     def would_send(
         self, stats: StreamStats, payload: dict[str, Any], segment_fields: tuple[str, ...]

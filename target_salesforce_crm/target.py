@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 import typing as t
 from types import FrameType
 
@@ -116,6 +117,7 @@ class TargetSalesforceCRM(Target):
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         self._runtime: Runtime | None = None
         self._finished = False
+        self._next_partial_flush = time.monotonic() + 60 * self._MAX_RECORD_AGE_IN_MINUTES
         super().__init__(*args, **kwargs)
         self.max_parallelism = 1
         self.settings: Settings = parse_settings(dict(self.config))
@@ -158,10 +160,12 @@ class TargetSalesforceCRM(Target):
         super()._write_state_message(state)
 
     def _handle_max_record_age(self) -> None:
-        if self._runtime is not None and (
-            self._max_record_age_in_minutes > self._MAX_RECORD_AGE_IN_MINUTES
-        ):
-            self._flush_sinks()
+        """Send partial chunks at least once per max age, so a slow stream still streams."""
+        now = time.monotonic()
+        if now >= self._next_partial_flush:
+            self._next_partial_flush = now + 60 * self._MAX_RECORD_AGE_IN_MINUTES
+            if self._runtime is not None:
+                self._flush_sinks()
         super()._handle_max_record_age()
 
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
