@@ -77,11 +77,15 @@ class ApiUsage:
         self._lock = threading.Lock()
         self.stopped: ApiLimitReached | None = None
 
-    def observe(self, header: str | None) -> None:
+    def settle(self, header: str | None) -> None:
+        """Release the claim and record the answer's usage (never lowered by a late answer)."""
         match = _LIMIT_INFO.search(header or "")
-        if match:
-            with self._lock:
-                self.used, self.max = int(match.group(1)), int(match.group(2))
+        with self._lock:
+            self._in_flight -= 1
+            if match:
+                used, limit = int(match.group(1)), int(match.group(2))
+                self.used = used if self.used is None else max(self.used, used)
+                self.max = limit
 
     @property
     def percent(self) -> float | None:
@@ -104,10 +108,6 @@ class ApiUsage:
                     )
                     raise self.stopped
             self._in_flight += 1
-
-    def release(self) -> None:
-        with self._lock:
-            self._in_flight -= 1
 
     def exhausted(self, message: str) -> ApiLimitReached:
         with self._lock:
@@ -140,25 +140,24 @@ class SalesforceClient:
         self.on_concurrency_limit = lambda: None
 
     def describe(self, object_type: str) -> dict[str, Any]:
-        self._count("describe")
-        return self.call("GET", f"sobjects/{object_type}/describe/")
+        return self.call("GET", f"sobjects/{object_type}/describe/", kind="describe")
 
     def collections_update(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        self._count("collections")
-        return self.call("PATCH", "composite/sobjects", {"allOrNone": False, "records": records})
+        body = {"allOrNone": False, "records": records}
+        return self.call("PATCH", "composite/sobjects", body, kind="collections")
 
     def collections_upsert(
         self, object_type: str, external_id_field: str, records: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
-        self._count("collections")
         path = f"composite/sobjects/{object_type}/{external_id_field}"
-        return self.call("PATCH", path, {"allOrNone": False, "records": records})
+        body = {"allOrNone": False, "records": records}
+        return self.call("PATCH", path, body, kind="collections")
 
     def _count(self, kind: str) -> None:
         with self._counts_lock:
             setattr(self.counts, kind, getattr(self.counts, kind) + 1)
 
-    def call(self, method: str, path: str, body: Any = None) -> Any:
+    def call(self, method: str, path: str, body: Any = None, kind: str | None = None) -> Any:
         """One logical call: retried on transient errors, replayed once after re-auth."""
         backoff = Backoff()
         data = None if body is None else json.dumps(
@@ -171,24 +170,25 @@ class SalesforceClient:
             try:
                 response = self._send(method, token, path, data)
             except requests.RequestException as exc:
-                self.usage.release()
+                self.usage.settle(None)
                 self._retry_or_raise(backoff, None, f"{type(exc).__name__} on {method} {path}")
                 continue
-            self.usage.release()
-            self.usage.observe(response.headers.get("Sforce-Limit-Info"))
+            self.usage.settle(response.headers.get("Sforce-Limit-Info"))
             if response.status_code != 401:
                 token.accepted += 1
             payload, parsed = _parse_json(response)
             if 200 <= response.status_code < 300:
                 if parsed:
+                    if kind:
+                        self._count(kind)  # answered calls, by kind; retries counted apart
                     return payload
                 self._retry_or_raise(backoff, None, f"a non-JSON answer to {method} {path}")
                 continue
             code, message = _first_error(payload)
-            kind = classify_response(response.status_code, code, message)
-            if not parsed and kind is ErrorClass.PERMANENT:
-                kind = ErrorClass.TRANSIENT
-            if kind is ErrorClass.AUTH:
+            error_class = classify_response(response.status_code, code, message)
+            if not parsed and error_class is ErrorClass.PERMANENT:
+                error_class = ErrorClass.TRANSIENT
+            if error_class is ErrorClass.AUTH:
                 fresh_token_refused = reauthentications and not token.accepted
                 if fresh_token_refused or reauthentications >= MAX_REAUTH_PER_CALL:
                     raise AuthenticationError(
@@ -201,16 +201,16 @@ class SalesforceClient:
                 LOGGER.info("Session expired or invalid; re-authenticating once and replaying")
                 token = self.tokens.refresh(token)
                 continue
-            if kind is ErrorClass.QUOTA:
+            if error_class is ErrorClass.QUOTA:
                 raise self.usage.exhausted(
                     f"Salesforce answered {code}: {message} — the org's daily API allocation "
                     "is used up"
                 )
-            if kind is ErrorClass.CONCURRENCY:
+            if error_class is ErrorClass.CONCURRENCY:
                 self.on_concurrency_limit()
                 self._retry_or_raise(backoff, None, f"{code} ({message})")
                 continue
-            if kind is ErrorClass.TRANSIENT:
+            if error_class is ErrorClass.TRANSIENT:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 self._retry_or_raise(backoff, retry_after, f"HTTP {response.status_code} {code}")
                 continue
@@ -225,6 +225,7 @@ class SalesforceClient:
             )
 
     def _send(self, method: str, token: Token, path: str, data: bytes | None) -> requests.Response:
+        """One HTTP request (each one counts against the org's daily limit)."""
         url = f"{token.instance_url}/services/data/v{self.settings.api_version}/{path}"
         headers = {"Authorization": f"Bearer {token.access_token}", "Accept": "application/json"}
         if data is not None:

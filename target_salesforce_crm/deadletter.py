@@ -7,6 +7,7 @@ import decimal
 import json
 import logging
 import os
+import stat
 import threading
 from typing import IO, Any
 
@@ -40,6 +41,7 @@ class DeadLetter:
     def __init__(self, path: str | None) -> None:
         self.path = path
         self._file: IO[str] | None = None
+        self._regular_file = False  # a pipe or /dev/stderr cannot be fsynced
         self._lock = threading.Lock()
         self.count = 0
 
@@ -75,6 +77,7 @@ class DeadLetter:
                 directory = os.path.dirname(os.path.abspath(self.path))
                 os.makedirs(directory, exist_ok=True)
                 self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+                self._regular_file = stat.S_ISREG(os.fstat(self._file.fileno()).st_mode)
             self._file.write(line + "\n")
 
     def sync(self) -> None:
@@ -82,7 +85,8 @@ class DeadLetter:
         with self._lock:
             if self._file is not None:
                 self._file.flush()
-                os.fsync(self._file.fileno())
+                if self._regular_file:
+                    os.fsync(self._file.fileno())
 
     def close(self) -> None:
         self.sync()

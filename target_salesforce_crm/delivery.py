@@ -211,12 +211,13 @@ class Dispatcher:
                         del self._keys[key]
                 self._cond.notify_all()
 
-    def wait_idle(self) -> None:
+    def wait_idle(self, *, raise_failure: bool = True) -> None:
         """Block until nothing is queued or running; re-raise the first failure of any chunk."""
         with self._cond:
             while self._submitted:
                 self._cond.wait()
-            self._raise_failure()
+            if raise_failure:
+                self._raise_failure()
 
     def lower_concurrency(self) -> None:
         with self._cond:

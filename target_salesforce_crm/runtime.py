@@ -71,11 +71,13 @@ class Runtime:
         self.dispatcher.wait_idle()
         self.dead_letter.sync()
 
-    def finish(self, error: str | None) -> None:
+    def finish(self, error: str | None, status: str | None = None) -> None:
         """Log the summary and write the run report (also when the run failed)."""
+        self.dispatcher.wait_idle(raise_failure=False)  # count what was in flight at a stop
         api = self.api_summary()
         self.stats.log_summary(api)
         if self.settings.run_report_path:
-            write_report(self.settings.run_report_path, self.stats.report(api, error=error))
+            report = self.stats.report(api, error=error, status=status)
+            write_report(self.settings.run_report_path, report)
         self.dead_letter.close()
         self.dispatcher.shutdown()

@@ -34,6 +34,9 @@ REFERENCE_FIELD_MAPPINGS: dict[str, list[dict[str, str]]] = {
     ],
 }
 
+SECRET_SETTINGS = (
+    "password", "security_token", "client_id", "client_secret", "refresh_token", "private_key",
+)
 REQUIRED_CREDENTIALS: dict[str, tuple[str, ...]] = {
     "password": ("username", "password", "client_id", "client_secret"),
     "client_credentials": ("client_id", "client_secret"),

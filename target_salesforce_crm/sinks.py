@@ -13,7 +13,12 @@ from typing import Any
 
 import fastjsonschema
 from singer_sdk.exceptions import InvalidJSONSchema, InvalidRecord
-from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
+from singer_sdk.helpers._compat import (
+    date_fromisoformat,
+    datetime_fromisoformat,
+    time_fromisoformat,
+)
+from singer_sdk.helpers._typing import get_datelike_property_type
 from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
@@ -25,6 +30,11 @@ if t.TYPE_CHECKING:
     from target_salesforce_crm.target import TargetSalesforceCRM
 
 _INVALID = "__target_salesforce_crm_invalid__"
+_DATE_PARSERS = {
+    "date-time": datetime_fromisoformat,
+    "date": date_fromisoformat,
+    "time": time_fromisoformat,
+}
 
 
 class CompiledValidator(BaseJSONSchemaValidator):
@@ -70,22 +80,42 @@ class SalesforceSink(BatchSink):
         self.segment_fields = tuple(spec.name for _, spec, _ in self.mapper.segments)
         self.stream_stats = self.runtime.stats.stream(self.stream_name, self.object_type)
         self._pending: dict[str, Entry] = {}
+        self._date_fields = {
+            key: kind
+            for key, prop in self.schema.get("properties", {}).items()
+            if (kind := get_datelike_property_type(prop))
+        }
         self.runtime.sinks.append(self)
 
     def get_validator(self) -> BaseJSONSchemaValidator | None:
         return CompiledValidator(self.schema) if self.validate_schema else None
 
     def _validate_and_parse(self, record: dict) -> dict:
-        """Validate without aborting the run: an invalid record is dead-lettered instead."""
+        """Validate without aborting the run: an invalid record is marked (in place, the SDK
+        ignores the return value) and dead-lettered by ``process_record``."""
+        problem = None
         if self._validator is not None:
             try:
                 self._validator.validate(record)
             except InvalidRecord as exc:
-                return {_INVALID: str(exc), "record": record}
-        self._parse_timestamps_in_record(
-            record=record, schema=self.schema, treatment=DatetimeErrorTreatmentEnum.NULL
-        )
+                problem = str(exc)
+        if problem is None:
+            problem = self._parse_dates(record)
+        if problem is not None:
+            record[_INVALID] = problem
         return record
+
+    def _parse_dates(self, record: dict) -> str | None:
+        """Top-level date/date-time/time strings to Python objects, as the SDK would; a bad one
+        makes the record invalid (the SDK would log the value and silently drop it)."""
+        for key, kind in self._date_fields.items():
+            value = record.get(key)
+            if isinstance(value, str):
+                try:
+                    record[key] = _DATE_PARSERS[kind](value)
+                except ValueError:
+                    return f"{key} is not a valid ISO 8601 {kind}"
+        return None
 
     def _singer_validate_message(self, record: dict) -> None:
         if _INVALID not in record:
@@ -95,7 +125,10 @@ class SalesforceSink(BatchSink):
         stats = self.stream_stats
         stats.received += 1
         if _INVALID in record:
-            self._reject_now(record["record"], None, "INVALID_RECORD", record[_INVALID], ())
+            message = record.pop(_INVALID)
+            raw_id = self.mapper.key_path.get(record)
+            self._reject_now(record, None if raw_id is None else str(raw_id), "INVALID_RECORD",
+                             message, ())
             return
         try:
             mapped = self.mapper.map(record)

@@ -144,10 +144,12 @@ class RunStats:
             LOGGER.info("segment field %s: records that %s each status: %s",
                         field_name, verb, dict(counts))
 
-    def report(self, api: dict[str, Any], *, error: str | None) -> dict[str, Any]:
+    def report(
+        self, api: dict[str, Any], *, error: str | None, status: str | None = None
+    ) -> dict[str, Any]:
         finished = time.time()
         report: dict[str, Any] = {
-            "status": "failed" if error else "succeeded",
+            "status": status or ("failed" if error else "succeeded"),
             "error": error,
             "dry_run": self.dry_run,
             "started_at": _iso(self.started),

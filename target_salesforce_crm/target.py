@@ -8,11 +8,18 @@ import typing as t
 from types import FrameType
 
 from singer_sdk import typing as th
-from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.exceptions import (
+    ConfigValidationError,
+    InvalidJSONSchema,
+    MissingKeyPropertiesError,
+    RecordsWithoutSchemaException,
+)
 from singer_sdk.plugin_base import _ConfigInput
+from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.target_base import Target
 
 from target_salesforce_crm.errors import ApiLimitReached, TargetError
+from target_salesforce_crm.reader import QuietSingerReader
 from target_salesforce_crm.redaction import SecretFilter
 from target_salesforce_crm.runtime import Runtime
 from target_salesforce_crm.settings import (
@@ -21,6 +28,7 @@ from target_salesforce_crm.settings import (
     OBJECT_TYPES,
     OPERATIONS,
     OVERFLOW_POLICIES,
+    SECRET_SETTINGS,
     Settings,
     SettingsError,
     parse_settings,
@@ -105,6 +113,19 @@ CONFIG_SCHEMA = th.PropertiesList(
 ).to_dict()
 
 
+class TerminationRequested(BaseException):
+    """Raised out of the reader on SIGTERM/SIGINT (a BaseException: nothing swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+INPUT_ERRORS = (
+    InvalidInputLine, RecordsWithoutSchemaException, MissingKeyPropertiesError, InvalidJSONSchema,
+)
+
+
 class TargetSalesforceCRM(Target):
     """Keeps Salesforce Contacts or Leads up to date from profiles and segment memberships."""
 
@@ -112,11 +133,14 @@ class TargetSalesforceCRM(Target):
     package_name = "target-salesforce-crm"
     config_jsonschema = CONFIG_SCHEMA
     default_sink_class = SalesforceSink
+    message_reader_class = QuietSingerReader
     _MAX_RECORD_AGE_IN_MINUTES = 1.0
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         self._runtime: Runtime | None = None
         self._finished = False
+        self._busy = False
+        self._termination: int | None = None
         self._next_partial_flush = time.monotonic() + 60 * self._MAX_RECORD_AGE_IN_MINUTES
         super().__init__(*args, **kwargs)
         self.max_parallelism = 1
@@ -136,6 +160,7 @@ class TargetSalesforceCRM(Target):
         except SettingsError as exc:
             errors = errors + exc.problems
             if raise_errors:
+                _report_config_failure(dict(self.config), errors)
                 raise ConfigValidationError(
                     "Config validation failed", errors=errors, schema=self.config_jsonschema
                 ) from None
@@ -169,35 +194,66 @@ class TargetSalesforceCRM(Target):
         super()._handle_max_record_age()
 
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
-        """SIGTERM/SIGINT: the SDK drains (we land everything, then STATE), then we report."""
-        error: str | None = None
+        """SIGTERM/SIGINT: stop reading at a message boundary; ``invoke`` then drains.
+
+        Draining inside the handler could re-enter a lock the interrupted code holds, so the
+        handler only unwinds the reader, at once when idle or after the current message.
+        """
+        self.logger.info("received signal %d: landing everything read so far, then stopping",
+                         signum)
+        self._termination = signum
+        if not self._busy:
+            raise TerminationRequested(signum)
+
+    def _guarded(self, handler: t.Callable[[dict], None], message: dict) -> None:
+        self._busy = True
         try:
-            super()._handle_termination(signum, frame)
-        except SystemExit:
-            self.logger.info("stopped by signal %d after landing everything read", signum)
-            raise
-        except Exception as exc:
-            error = SecretFilter.redact(f"{type(exc).__name__}: {exc}")
-            raise
+            handler(message)
         finally:
-            self.finish(error=error)
+            self._busy = False
+        if self._termination is not None:
+            raise TerminationRequested(self._termination)
+
+    def _process_record_message(self, message_dict: dict) -> None:
+        self._guarded(super()._process_record_message, message_dict)
+
+    def _process_schema_message(self, message_dict: dict) -> None:
+        self._guarded(super()._process_schema_message, message_dict)
+
+    def _process_state_message(self, message_dict: dict) -> None:
+        self._guarded(super()._process_state_message, message_dict)
+
+    def _process_activate_version_message(self, message_dict: dict) -> None:
+        self._guarded(super()._process_activate_version_message, message_dict)
+
+    def _process_batch_message(self, message_dict: dict) -> None:
+        self._guarded(super()._process_batch_message, message_dict)
+
+    def stop_after_signal(self, signum: int) -> None:
+        """Land everything read, emit STATE for it, report the run as interrupted."""
+        self._busy = True
+        self.drain_all(is_endofpipe=True)
+        self.finish(error=None, status="interrupted")
+        self.logger.info("stopped by signal %d after landing everything read; STATE covers it",
+                         signum)
 
     def process_endofpipe(self) -> None:
+        self._busy = True  # a signal now only lets the final drain finish
         super().process_endofpipe()
         if self._runtime is not None:
             self._flush_sinks()
             self._runtime.land_everything()
         self.finish(error=None)
 
-    def finish(self, error: str | None) -> None:
+    def finish(self, error: str | None, status: str | None = None) -> None:
         """Summary, run report and shutdown, exactly once per run (also on failure)."""
         if self._finished:
             return
         self._finished = True
         if self._runtime is not None:
-            self._runtime.finish(error)
+            self._runtime.finish(error, status)
         elif self.settings.run_report_path:
-            report = RunStats(dry_run=self.settings.dry_run).report({}, error=error)
+            report = RunStats(dry_run=self.settings.dry_run).report({}, error=error, status=status)
             write_report(self.settings.run_report_path, report)
 
     @classmethod
@@ -217,7 +273,16 @@ class TargetSalesforceCRM(Target):
         config = config or _ConfigInput()
         target = cls(config=config.config, validate_config=True, parse_env_config=config.parse_env)
         try:
-            target.listen(file_input)
+            try:
+                target.listen(file_input)
+            except TerminationRequested as stop:
+                target.stop_after_signal(stop.signum)
+                sys.exit(0)
+        except INPUT_ERRORS as exc:
+            message = SecretFilter.redact(f"bad Singer input: {exc}")
+            target.finish(error=message)
+            cls.logger.error("%s", message)
+            sys.exit(1)
         except TargetError as exc:
             message = SecretFilter.redact(str(exc))
             target.finish(error=message)
@@ -230,6 +295,18 @@ class TargetSalesforceCRM(Target):
         except Exception as exc:
             target.finish(error=SecretFilter.redact(f"{type(exc).__name__}: {exc}"))
             raise
+
+
+def _report_config_failure(config: dict[str, t.Any], errors: list[str]) -> None:
+    """``run_report_path`` promises a report also on failure, config failures included."""
+    path = config.get("run_report_path")
+    if not isinstance(path, str) or not path:
+        return
+    secrets = [str(config[k]) for k in SECRET_SETTINGS if config.get(k)]
+    message = "; ".join(errors)
+    for secret in sorted(secrets, key=len, reverse=True):
+        message = message.replace(secret, "*****")
+    write_report(path, RunStats().report({}, error=f"configuration refused: {message}"))
 
 
 if __name__ == "__main__":

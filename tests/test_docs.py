@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import yaml
-
 from conftest import ROOT
+
 from target_salesforce_crm.target import CONFIG_SCHEMA, TargetSalesforceCRM
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import CREDENTIALS, ROOT
+
 from target_salesforce_crm.emulator import Emulator
 
 MELTANO = Path(sys.executable).with_name("meltano")
