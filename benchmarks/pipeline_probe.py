@@ -8,7 +8,7 @@ the outside and only in this process, three product methods with timers:
 * ``SalesforceClient.collections_update``: duration of each collections call as the worker
   thread sees it (emulated latency + emulator work + JSON encode/decode + GIL waits);
 * ``Dispatcher.submit``: time the main thread spends blocked because every slot is busy;
-* a 2 ms sampler of ``Dispatcher._in_flight``: how full the window of concurrent calls is.
+* a 2 ms sampler of ``Dispatcher._running``: how full the window of concurrent calls is.
 
 At exit it prints one JSON line prefixed ``PIPELINE_PROBE`` on stderr. Used by
 ``run.py --profile``; nothing in the product is modified.
@@ -62,7 +62,7 @@ def _init(self: delivery.Dispatcher, *args: Any, **kwargs: Any) -> None:
 def _sampler() -> None:
     while not _stop.wait(0.002):
         if _dispatchers:
-            _in_flight_samples.append(_dispatchers[0]._in_flight)
+            _in_flight_samples.append(_dispatchers[0]._running)
 
 
 def _report() -> None:

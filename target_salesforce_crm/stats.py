@@ -70,13 +70,14 @@ class RunStats:
         segment_fields: tuple[str, ...],
     ) -> None:
         """Count one call's successes: (payload, created) pairs, under one lock."""
+        created = sum(1 for _, was_created in landed if was_created)
         with self._lock:
-            for payload, created in landed:
-                if created:
-                    stats.created += 1
-                else:
-                    stats.updated += 1
-                self._count_segments(payload, segment_fields)
+            stats.created += created
+            stats.updated += len(landed) - created
+            for name in segment_fields:
+                statuses = [p[name] for p, _ in landed if name in p]
+                if statuses:
+                    self.segments.setdefault(name, Counter()).update(statuses)
 
     def would_send(
         self, stats: StreamStats, payload: dict[str, Any], segment_fields: tuple[str, ...]

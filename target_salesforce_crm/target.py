@@ -142,6 +142,7 @@ class TargetSalesforceCRM(Target):
         self._busy = False
         self._termination: int | None = None
         self._next_partial_flush = time.monotonic() + 60 * self._MAX_RECORD_AGE_IN_MINUTES
+        self._next_age_check = 0.0
         super().__init__(*args, **kwargs)
         self.max_parallelism = 1
         self.settings: Settings = parse_settings(dict(self.config))
@@ -185,8 +186,12 @@ class TargetSalesforceCRM(Target):
         super()._write_state_message(state)
 
     def _handle_max_record_age(self) -> None:
-        """Send partial chunks at least once per max age, so a slow stream still streams."""
+        """Checked once a second, not per record: send partial chunks at least once per max
+        age (so a slow stream still streams), then let the SDK drain and emit STATE."""
         now = time.monotonic()
+        if now < self._next_age_check:
+            return
+        self._next_age_check = now + min(1.0, 15 * self._MAX_RECORD_AGE_IN_MINUTES)
         if now >= self._next_partial_flush:
             self._next_partial_flush = now + 60 * self._MAX_RECORD_AGE_IN_MINUTES
             if self._runtime is not None:

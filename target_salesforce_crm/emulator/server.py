@@ -114,6 +114,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "SalesforceEmulator"
     disable_nagle_algorithm = True
     timeout = 300
+    respond_at = 0.0  # monotonic time before which the answer is held (latency_ms)
     server: EmulatorHTTPServer
 
     def setup(self) -> None:
@@ -173,6 +174,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def send(self, status: int, body: bytes, content_type: str = JSON_TYPE,
              headers: dict[str, str] | None = None) -> None:
+        respond_at = self.respond_at
+        if respond_at:
+            # latency_ms models the org's whole response time, our own work included
+            self.respond_at = 0.0
+            delay = respond_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
         lines = [
             f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
             f"Date: {formatdate(usegmt=True)}",
@@ -281,8 +289,10 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_json(status, [{"message": message, "errorCode": code}], limit)
                 return
             if admission.latency_s:
-                time.sleep(admission.latency_s)
+                self.respond_at = time.monotonic() + admission.latency_s
             if admission.fault == "drop":
+                if admission.latency_s:
+                    time.sleep(admission.latency_s)
                 self._drop()
             elif admission.fault == "html_503":
                 self.send(503, _MAINTENANCE_PAGE, "text/html;charset=UTF-8")
