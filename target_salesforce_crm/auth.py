@@ -11,6 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -125,7 +126,11 @@ class TokenProvider:
         flow = self._settings.auth_flow
         if rotated and flow == "refresh_token" and rotated != self._refresh_token:
             self._refresh_token = str(rotated)
-            LOGGER.info("Salesforce rotated the refresh token; using the new one for this run")
+            LOGGER.warning(
+                "Salesforce rotated the refresh token: the new one is used for this run, and the "
+                "configured refresh_token is no longer valid; issue a new one before the next run "
+                "(or turn off refresh token rotation for this connected app)"
+            )
         instance_url = str(payload.get("instance_url") or self._settings.login_url).rstrip("/")
         return Token(access_token=str(payload["access_token"]), instance_url=instance_url)
 
@@ -174,7 +179,7 @@ class TokenProvider:
         claims = {
             "iss": creds["client_id"],
             "sub": creds["username"],
-            "aud": self._settings.login_url,
+            "aud": jwt_audience(self._settings.login_url),
             "exp": int(time.time()) + JWT_LIFETIME_SECONDS,
         }
         try:
@@ -184,6 +189,17 @@ class TokenProvider:
                 "private_key is not a usable RSA private key in PEM format "
                 "('-----BEGIN PRIVATE KEY-----' or '-----BEGIN RSA PRIVATE KEY-----')"
             ) from None
+
+
+def jwt_audience(login_url: str) -> str:
+    """Salesforce wants login.salesforce.com (or test. for sandboxes) as ``aud``, even when the
+    token is requested at a My Domain; a loopback emulator gets its own URL (the login host)."""
+    host = (urlsplit(login_url).hostname or "").lower()
+    if host == "test.salesforce.com" or host.endswith(".sandbox.my.salesforce.com"):
+        return "https://test.salesforce.com"
+    if host == "login.salesforce.com" or host.endswith(".salesforce.com"):
+        return "https://login.salesforce.com"
+    return login_url
 
 
 def _json_or_none(response: requests.Response) -> dict[str, Any] | None:

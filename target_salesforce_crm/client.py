@@ -30,9 +30,11 @@ from target_salesforce_crm.retry import Backoff, parse_retry_after
 from target_salesforce_crm.settings import Settings
 
 LOGGER = logging.getLogger("target-salesforce-crm")
-TIMEOUT = (10.0, 180.0)  # connect, read: Salesforce itself times a call out after 10 minutes
-MAX_REAUTH_PER_CALL = 3  # tokens that worked and then expired, refreshed for one call
-_LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
+# connect, read: Salesforce times a call out after 10 minutes; resending one still running
+# could run triggers twice, so wait that long before calling it lost
+TIMEOUT = (10.0, 610.0)
+MAX_REAUTH_PER_CALL = 10  # bound on refreshing tokens that worked, then expired, in one call
+_LIMIT_INFO = re.compile(r"(?<![\w-])api-usage=(\d+)/(\d+)")  # not per-app-api-usage
 
 
 class _Session(requests.Session):

@@ -11,6 +11,8 @@ import stat
 import threading
 from typing import IO, Any
 
+from target_salesforce_crm.errors import ConfigError
+
 LOGGER = logging.getLogger("target-salesforce-crm")
 _MIN_SCRUB_LENGTH = 3
 
@@ -44,6 +46,21 @@ class DeadLetter:
         self._regular_file = False  # a pipe or /dev/stderr cannot be fsynced
         self._lock = threading.Lock()
         self.count = 0
+
+    def check_writable(self) -> None:
+        """Find an unwritable path at start-up, not at the first rejection hours later."""
+        if self.path is None:
+            return
+        directory = os.path.dirname(os.path.abspath(self.path)) or "."
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"rejected_records_path: cannot create its folder ({exc.strerror})"
+            ) from None
+        target = self.path if os.path.exists(self.path) else directory
+        if not os.access(target, os.W_OK):
+            raise ConfigError(f"rejected_records_path {self.path!r} is not writable")
 
     def write(
         self,

@@ -16,11 +16,13 @@ from typing import Any
 from target_salesforce_crm.client import SalesforceClient
 from target_salesforce_crm.deadletter import DeadLetter, scrub
 from target_salesforce_crm.errors import (
+    ApiLimitReached,
     ErrorClass,
     RequestFailed,
     TargetError,
     classify_record_error,
 )
+from target_salesforce_crm.ids import is_salesforce_id
 from target_salesforce_crm.retry import Backoff
 from target_salesforce_crm.stats import RunStats, StreamStats
 
@@ -84,8 +86,11 @@ class Deliverer:
             self.logged_rejections += 1
             count = self.logged_rejections
         if count <= LOGGED_REJECTIONS:
-            LOGGER.warning("rejected %s %s: %s %s", chunk.object_type, entry.key or "(no id)",
-                           code, list(fields))
+            # only a checked Salesforce Id is logged: an external id or a malformed Id may
+            # be profile data (the dead-letter file, the user's own, keeps it)
+            shown = entry.key if is_salesforce_id(entry.key, chunk.object_type) else "(see file)"
+            LOGGER.warning("rejected %s %s in stream %s: %s %s", chunk.object_type, shown,
+                           chunk.stream, code, list(fields))
         elif count % 1000 == 0:
             LOGGER.warning("%d records rejected so far (see the dead-letter file)", count)
 
@@ -112,7 +117,9 @@ class Deliverer:
                 results = self._call(chunk, entries)
             except RequestFailed as exc:
                 if not exc.is_data_error:
-                    raise
+                    # Salesforce may echo a value in the message: scrub before it is logged
+                    raise RequestFailed(exc.status, exc.error_code, _scrub_all(str(exc), entries)
+                                        ) from None
                 self._isolate(chunk, entries, exc)
                 return
             if not isinstance(results, list) or len(results) != len(entries):
@@ -129,9 +136,16 @@ class Deliverer:
                     continue
                 error = (result.get("errors") or [{}])[0]
                 code = str(error.get("statusCode") or "UNKNOWN_ERROR")
-                if classify_record_error(code) is ErrorClass.TRANSIENT:
+                error_class = classify_record_error(code)
+                if error_class is ErrorClass.TRANSIENT:
                     locked.append(entry)
                     continue
+                if error_class is ErrorClass.QUOTA:
+                    self.stats.landed(chunk.stats, landed, chunk.segment_fields)
+                    raise ApiLimitReached(
+                        f"Salesforce answered {code} for {chunk.object_type}: the org's data "
+                        "storage is full; free storage, then re-run to resume"
+                    )
                 self.reject(chunk, entry, code, scrub(str(error.get("message") or ""),
                                                       entry.payload), error.get("fields") or [])
             self.stats.landed(chunk.stats, landed, chunk.segment_fields)
@@ -156,6 +170,12 @@ class Deliverer:
                     exc.error_code, len(entries))
         self._send(chunk, entries[:middle])
         self._send(chunk, entries[middle:])
+
+
+def _scrub_all(message: str, entries: list[Entry]) -> str:
+    for entry in entries:
+        message = scrub(message, entry.payload)
+    return message
 
 
 class Dispatcher:

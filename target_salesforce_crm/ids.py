@@ -86,3 +86,8 @@ def normalize_id(value: object, object_type: str) -> tuple[str | None, IdProblem
             f"{what} cannot update a {object_type} (expected key prefix {prefix})",
         )
     return candidate, None
+
+
+def is_salesforce_id(value: str | None, object_type: str) -> bool:
+    """True for a well-formed Id of ``object_type`` (safe to log: it is not profile data)."""
+    return bool(value) and normalize_id(value, object_type)[1] is None

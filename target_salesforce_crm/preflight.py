@@ -99,6 +99,15 @@ def check_fields(
                 f"({longest_status} characters)"
             )
 
+    if upsert:
+        mapped = {m.target.lower() for m in settings.mappings_for(object_type)}
+        for spec in fields.values():
+            if spec.required_on_create and spec.name.lower() not in mapped:
+                problems.append(
+                    f"{spec.name} is required to create a {object_type} but no field_mappings "
+                    "target writes it, so upsert could never create a record"
+                )
+
     if upsert and settings.external_id_field:
         spec = fields.get(settings.external_id_field.lower())
         label = f"external_id_field {settings.external_id_field!r}"

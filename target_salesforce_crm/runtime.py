@@ -28,6 +28,7 @@ class Runtime:
         self.client = SalesforceClient(settings)
         # a dry run writes nothing, not even the dead-letter file (the report has the counts)
         self.dead_letter = DeadLetter(None if settings.dry_run else settings.rejected_records_path)
+        self.dead_letter.check_writable()
         self.stats = RunStats(dry_run=settings.dry_run)
         self.deliverer = Deliverer(
             self.client, self.dead_letter, self.stats, dry_run=settings.dry_run
@@ -39,14 +40,17 @@ class Runtime:
         self._lock = threading.Lock()
 
     def fields_for(self, object_type: str) -> dict[str, FieldSpec]:
-        """Describe and pre-flight each object once per run, before its first write."""
+        """Describe and pre-flight, on first use, every object the config can write to, so a
+        bad config for one object is refused before anything is written to another."""
         with self._lock:
-            if object_type not in self._fields:
-                describe = self.client.describe(object_type)
-                self._fields[object_type] = check_fields(self.settings, object_type, describe)
-                LOGGER.info("pre-flight of %s passed (%d mapped fields, %d segment fields)",
-                            object_type, len(self.settings.mappings_for(object_type)),
-                            len(self.settings.segment_mappings))
+            if not self._fields:
+                objects = [self.settings.object_type, *self.settings.stream_object_types.values()]
+                for name in dict.fromkeys(objects):
+                    describe = self.client.describe(name)
+                    self._fields[name] = check_fields(self.settings, name, describe)
+                    LOGGER.info("pre-flight of %s passed (%d mapped fields, %d segment fields)",
+                                name, len(self.settings.mappings_for(name)),
+                                len(self.settings.segment_mappings))
             return self._fields[object_type]
 
     def api_summary(self) -> dict[str, Any]:

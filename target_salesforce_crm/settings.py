@@ -35,7 +35,8 @@ REFERENCE_FIELD_MAPPINGS: dict[str, list[dict[str, str]]] = {
 }
 
 SECRET_SETTINGS = (
-    "password", "security_token", "client_id", "client_secret", "refresh_token", "private_key",
+    "username", "password", "security_token", "client_id", "client_secret", "refresh_token",
+    "private_key",
 )
 REQUIRED_CREDENTIALS: dict[str, tuple[str, ...]] = {
     "password": ("username", "password", "client_id", "client_secret"),
@@ -44,7 +45,6 @@ REQUIRED_CREDENTIALS: dict[str, tuple[str, ...]] = {
     "refresh_token": ("client_id", "refresh_token"),
 }
 
-_MY_DOMAIN_NAME = re.compile(r"^(?!root|status)[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 _MY_DOMAIN_PREFIX = (
     r"(?!root|status)[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?"
     r"(?:--[a-z0-9]{1,20})?"
@@ -178,6 +178,11 @@ def parse_settings(config: dict[str, Any]) -> Settings:
     auth_flow = config.get("auth_flow") or "password"
     login_url = _resolve_login_url(config, problems)
     credentials = _collect_credentials(config, auth_flow, problems)
+    if auth_flow == "client_credentials" and urlsplit(login_url).hostname in _GENERIC_LOGIN_HOSTS:
+        problems.append(
+            "auth_flow 'client_credentials' must log in at your My Domain (set domain, e.g. "
+            "'acme'), not at login.salesforce.com or test.salesforce.com"
+        )
 
     api_version = str(config.get("api_version") or DEFAULT_API_VERSION).lstrip("vV")
     if not _API_VERSION.match(api_version):
@@ -283,11 +288,7 @@ def _collect_credentials(config: dict[str, Any], auth_flow: str, problems: list[
     missing = [name for name in REQUIRED_CREDENTIALS[auth_flow] if not config.get(name)]
     if missing:
         problems.append(f"auth_flow {auth_flow!r} needs {', '.join(missing)} (not set)")
-    names = (
-        "username", "password", "security_token", "client_id", "client_secret",
-        "refresh_token", "private_key",
-    )
-    return {name: str(config[name]) for name in names if config.get(name)}
+    return {name: str(config[name]) for name in SECRET_SETTINGS if config.get(name)}
 
 
 def _field_mappings(

@@ -85,6 +85,9 @@ class SalesforceSink(BatchSink):
             for key, prop in self.schema.get("properties", {}).items()
             if (kind := get_datelike_property_type(prop))
         }
+        for earlier in self.runtime.sinks:  # a new sink after a schema change: keep the order
+            if earlier.object_type == self.object_type:
+                earlier.flush()
         self.runtime.sinks.append(self)
 
     def get_validator(self) -> BaseJSONSchemaValidator | None:
@@ -118,8 +121,13 @@ class SalesforceSink(BatchSink):
         return None
 
     def _singer_validate_message(self, record: dict) -> None:
-        if _INVALID not in record:
-            super()._singer_validate_message(record)
+        """A record without a key property is dead-lettered, not fatal: a fatal error would
+        stop every re-run at the same record."""
+        if _INVALID in record:
+            return
+        missing = [key for key in self.key_properties if key not in record]
+        if missing:
+            record[_INVALID] = f"the record lacks the stream's key properties {missing}"
 
     def process_record(self, record: dict, context: dict) -> None:
         stats = self.stream_stats
@@ -177,7 +185,6 @@ class SalesforceSink(BatchSink):
                     incomplete.append((entry, problem))
             if entries:
                 self.runtime.dispatcher.submit(self._chunk(entries))
-            # removed only once submitted: a signal-time flush may resend, never lose them
             for key in keys:
                 del self._pending[key]
             for entry, problem in incomplete:

@@ -50,7 +50,8 @@ _SEGMENT = th.ObjectType(
 CONFIG_SCHEMA = th.PropertiesList(
     th.Property("auth_flow", th.StringType, default="password", allowed_values=list(AUTH_FLOWS),
                 description="OAuth grant used to log in"),
-    th.Property("username", th.StringType, description="Salesforce username (password and jwt)"),
+    th.Property("username", th.StringType, secret=True,
+                description="Salesforce username (password and jwt flows)"),
     th.Property("password", th.StringType, secret=True, description="Password (password flow)"),
     th.Property("security_token", th.StringType, secret=True,
                 description="Security token, appended to the password (password flow)"),
@@ -141,6 +142,7 @@ class TargetSalesforceCRM(Target):
         self._finished = False
         self._busy = False
         self._termination: int | None = None
+        self._dry_run_state_noted = False
         self._next_partial_flush = time.monotonic() + 60 * self._MAX_RECORD_AGE_IN_MINUTES
         self._next_age_check = 0.0
         super().__init__(*args, **kwargs)
@@ -155,16 +157,22 @@ class TargetSalesforceCRM(Target):
         config_jsonschema["properties"].pop("load_method", None)
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
-        errors = super()._validate_config(raise_errors=raise_errors)
+        """Schema and cross-field problems together, one message each, secrets masked."""
+        config = dict(self.config)
+        errors = super()._validate_config(raise_errors=False)
         try:
-            parse_settings(dict(self.config))
+            parse_settings(config)
         except SettingsError as exc:
             errors = errors + exc.problems
-            if raise_errors:
-                _report_config_failure(dict(self.config), errors)
-                raise ConfigValidationError(
-                    "Config validation failed", errors=errors, schema=self.config_jsonschema
-                ) from None
+        except (TypeError, ValueError):
+            if not errors:
+                raise
+        errors = [_mask_secrets(error, config) for error in errors]
+        if errors and raise_errors:
+            _report_config_failure(config, errors)
+            raise ConfigValidationError(
+                "Config validation failed", errors=errors, schema=self.config_jsonschema
+            )
         return errors
 
     @property
@@ -183,6 +191,12 @@ class TargetSalesforceCRM(Target):
         if self._runtime is not None:
             self._flush_sinks()
             self._runtime.land_everything()
+        if self.settings.dry_run:
+            if not self._dry_run_state_noted:
+                self._dry_run_state_noted = True
+                self.logger.info("dry run: STATE not emitted, so a real run starts from the same "
+                                 "place")
+            return
         super()._write_state_message(state)
 
     def _handle_max_record_age(self) -> None:
@@ -191,6 +205,7 @@ class TargetSalesforceCRM(Target):
         now = time.monotonic()
         if now < self._next_age_check:
             return
+        # once a second (more often only when a test lowers the max age below a minute)
         self._next_age_check = now + min(1.0, 15 * self._MAX_RECORD_AGE_IN_MINUTES)
         if now >= self._next_partial_flush:
             self._next_partial_flush = now + 60 * self._MAX_RECORD_AGE_IN_MINUTES
@@ -232,7 +247,11 @@ class TargetSalesforceCRM(Target):
         self._guarded(super()._process_activate_version_message, message_dict)
 
     def _process_batch_message(self, message_dict: dict) -> None:
-        self._guarded(super()._process_batch_message, message_dict)
+        """BATCH files would bypass mapping and dead-lettering: refuse them clearly."""
+        raise InvalidInputLine(
+            f"BATCH messages (stream {message_dict.get('stream')!r}) are not supported; turn "
+            "off batch_config on the tap so that it sends RECORD messages"
+        )
 
     def stop_after_signal(self, signum: int) -> None:
         """Land everything read, emit STATE for it, report the run as interrupted."""
@@ -255,6 +274,7 @@ class TargetSalesforceCRM(Target):
         if self._finished:
             return
         self._finished = True
+        self._busy = True  # a signal now must not interrupt the report
         if self._runtime is not None:
             self._runtime.finish(error, status)
         elif self.settings.run_report_path:
@@ -302,16 +322,20 @@ class TargetSalesforceCRM(Target):
             raise
 
 
+def _mask_secrets(text: str, config: dict[str, t.Any]) -> str:
+    """Config errors are raised before the log filter knows the secrets: mask them here."""
+    secrets = [str(config[k]) for k in SECRET_SETTINGS if config.get(k) not in (None, "")]
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "*****")
+    return text
+
+
 def _report_config_failure(config: dict[str, t.Any], errors: list[str]) -> None:
     """``run_report_path`` promises a report also on failure, config failures included."""
     path = config.get("run_report_path")
-    if not isinstance(path, str) or not path:
-        return
-    secrets = [str(config[k]) for k in SECRET_SETTINGS if config.get(k)]
-    message = "; ".join(errors)
-    for secret in sorted(secrets, key=len, reverse=True):
-        message = message.replace(secret, "*****")
-    write_report(path, RunStats().report({}, error=f"configuration refused: {message}"))
+    if isinstance(path, str) and path:
+        message = "; ".join(errors)
+        write_report(path, RunStats().report({}, error=f"configuration refused: {message}"))
 
 
 if __name__ == "__main__":

@@ -152,15 +152,30 @@ class SpecialCharsInAttributes(ReadsBackTheOrg, TargetSpecialCharsInAttributes):
     pass
 
 
+class RecordMissingKeyProperty(ReadsBackTheOrg, TargetRecordMissingKeyProperty):
+    """The SDK's version expects MissingKeyPropertiesError to stop the run; this target
+    dead-letters the record instead (a fatal error would stop every re-run at that record)."""
+
+    def test(self) -> None:
+        self.runner.sync_all()
+
+    def validate(self) -> None:
+        super().validate()
+        last = json.loads(DEAD_LETTER.read_text().splitlines()[-1])
+        assert last["error_code"] == "INVALID_RECORD"
+        assert "key properties" in last["message"]
+        assert last["record"] == {"metric": 8214}
+
+
 STANDARD_TESTS_READING_BACK = SingerTestSuite(
     kind="target",
     tests=[
         ArrayData, CamelcaseComplexSchema, Camelcase, DuplicateRecords, EncodedStringData,
         NoPrimaryKeys, OptionalAttributes, PrimaryKeyUpdates, RecordMissingOptionalFields,
         SchemaNoProperties, SchemaUpdates, SpecialCharsInAttributes,
-        # these four expect an exception or only print; nothing to read back
+        # these three expect an exception or only print; nothing to read back
+        RecordMissingKeyProperty,
         TargetCliPrintsTest, TargetInvalidSchemaTest, TargetRecordBeforeSchemaTest,
-        TargetRecordMissingKeyProperty,
     ],
 )
 

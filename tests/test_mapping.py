@@ -630,17 +630,15 @@ def test_upsert_required_on_create_fields_enforced() -> None:
     assert rejection.fields == ("LastName",)
 
 
-def test_upsert_required_field_not_mapped_is_reported() -> None:
-    # Lead.Company is required on create; a mapping without it cannot create a Lead
-    m = upsert_mapper(
-        "Lead",
-        salesforce_id_type="Lead",
-        field_mappings=mapping(("person.name.lastName", "LastName")),
-    )
-    rejection = m.missing_for_create(m.map(profile(externalId="L-1")).payload)
-    assert rejection is not None
-    assert rejection.code == "REQUIRED_FIELD_MISSING"
-    assert rejection.fields == ("Company",)
+def test_upsert_required_field_not_mapped_is_refused_at_pre_flight() -> None:
+    # Lead.Company is required on create; a mapping without it could never create a Lead
+    with pytest.raises(ConfigError) as caught:
+        upsert_mapper(
+            "Lead",
+            salesforce_id_type="Lead",
+            field_mappings=mapping(("person.name.lastName", "LastName")),
+        )
+    assert "Company is required to create a Lead" in str(caught.value)
 
 
 def test_upsert_defaulted_and_nillable_fields_are_not_required() -> None:
