@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from conftest import (
     CREDENTIALS,
     SEGMENT_FIELDS,
@@ -14,6 +16,7 @@ from conftest import (
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from target_salesforce_crm.auth import jwt_audience
 from target_salesforce_crm.emulator import Emulator
 
 
@@ -122,6 +125,7 @@ def test_dry_run_writes_nothing_and_reports_what_it_would_send(emulator, tmp_pat
     run = run_target(config, singer_lines("contacts", records), tmp_path)
 
     assert run.returncode == 0, run.stderr
+    assert run.states == []  # no STATE: Meltano keeps its bookmark for the real run
     assert emulator.stats()["collections_calls"] == 0
     assert emulator.stats()["describe_calls"] == {"Contact": 1}
     assert emulator.get("Contact", ids[0])["LastName"] == "Old0"
@@ -159,3 +163,23 @@ def test_wrong_password_names_the_credentials_to_check(emulator, tmp_path):
     assert "Wr0ng-Pa55word!" not in run.stderr
     assert CREDENTIALS["security_token"] not in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_jwt_audience_follows_the_salesforce_host():
+    assert jwt_audience("https://acme.my.salesforce.com") == "https://login.salesforce.com"
+    assert jwt_audience("https://login.salesforce.com") == "https://login.salesforce.com"
+    assert jwt_audience("https://acme--uat.sandbox.my.salesforce.com") == (
+        "https://test.salesforce.com")
+    assert jwt_audience("https://test.salesforce.com") == "https://test.salesforce.com"
+    assert jwt_audience("http://127.0.0.1:8787") == "http://127.0.0.1:8787"
+
+
+def test_batch_messages_are_refused_clearly(emulator, tmp_path):
+    ids = seed_contacts(emulator, 1)
+    text = singer_lines("contacts", [profile(ids[0], 0)]) + json.dumps(
+        {"type": "BATCH", "stream": "contacts", "encoding": {"format": "jsonl"},
+         "manifest": ["file:///tmp/x.jsonl"]}) + "\n"
+    run = run_target(base_config(emulator, tmp_path), text, tmp_path)
+    assert run.returncode == 1
+    assert "batch_config" in run.stderr and "Traceback" not in run.stderr
+    assert run.states == []

@@ -600,3 +600,10 @@ def test_http_to_non_loopback_and_missing_credentials_reported_together() -> Non
     assert problems[1] == (
         "auth_flow 'password' needs username, password, client_id, client_secret (not set)"
     )
+
+
+def test_client_credentials_on_a_generic_login_host_is_refused():
+    with pytest.raises(SettingsError) as caught:
+        parse_settings({"auth_flow": "client_credentials", "client_id": "ck", "client_secret": "cs",
+                        "login_url": "https://login.salesforce.com"})
+    assert any("My Domain" in problem for problem in caught.value.problems)
