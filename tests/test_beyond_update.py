@@ -103,8 +103,11 @@ def test_refresh_token_flow_uses_a_rotated_token(tmp_path):
     with Emulator(segment_fields=SEGMENT_FIELDS, refresh_tokens=["first-refresh-token"],
                   rotate_refresh_tokens=True, token_ttl_requests=2) as emu:
         ids = seed_contacts(emu, 600)
+        # one call at a time: with a token that dies after 2 requests, parallel calls would
+        # use a fresh token up before its first caller (no real org expires tokens that way)
         config = base_config(emu, tmp_path, auth_flow="refresh_token",
-                             refresh_token="first-refresh-token", batch_size=100)
+                             refresh_token="first-refresh-token", batch_size=100,
+                             max_concurrency=1)
         for name in ("password", "security_token", "username"):
             config.pop(name)
         records = [profile(i, n) for n, i in enumerate(ids)]

@@ -97,5 +97,6 @@ def test_meltano_run_updates_the_org(demo_org, tmp_path):
         "ENTITY_IS_DELETED", "REQUIRED_FIELD_MISSING"])
     stats = demo_org.stats()
     assert stats["collections_calls"] == 3  # ceil(301/200) contacts + ceil(60/200) leads
-    assert stats["describe_calls"] == {"Contact": 1, "Lead": 1}
+    # two target runs (contacts, then leads); each pre-flights every configured object first
+    assert stats["describe_calls"] == {"Contact": 2, "Lead": 2}
     assert CREDENTIALS["password"] not in run.stdout + run.stderr
