@@ -9,8 +9,9 @@ command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 if [ ! -x .venv-demo/bin/python ]; then
   "$PYTHON" -m venv .venv-demo
 fi
-.venv-demo/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-.venv-demo/bin/python -m pip install --quiet --disable-pip-version-check "meltano>=4.4,<4.5" -e .
+.venv-demo/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip 2> >(grep -v "^WARNING: Location" >&2)
+.venv-demo/bin/python -m pip install --quiet --disable-pip-version-check "meltano>=4.4,<4.5" -e . \
+  2> >(grep -v "^WARNING: Location" >&2)
 export PATH="$PWD/.venv-demo/bin:$PATH"
 export MELTANO_CLI_DISABLE_VERSION_CHECK=true MELTANO_SEND_ANONYMOUS_USAGE_STATS=false
 

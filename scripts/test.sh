@@ -8,8 +8,9 @@ command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 if [ ! -x .venv-test/bin/python ]; then
   "$PYTHON" -m venv .venv-test
 fi
-.venv-test/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-.venv-test/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,dev]"
+.venv-test/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip 2> >(grep -v "^WARNING: Location" >&2)
+.venv-test/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,dev]" \
+  2> >(grep -v "^WARNING: Location" >&2)
 export PATH="$PWD/.venv-test/bin:$PATH"
 export MELTANO_CLI_DISABLE_VERSION_CHECK=true MELTANO_SEND_ANONYMOUS_USAGE_STATS=false
 set +e
