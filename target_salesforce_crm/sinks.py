@@ -2,8 +2,8 @@
 
 Records leave the SDK's buffer as soon as they are read: a bad one is dead-lettered at once
 (no API call spent), a good one waits in ``_pending`` (merged with earlier records for the same
-Id) until there are ``batch_size`` of them. Partial chunks go out at the STATE barrier and at
-the end, so every collections call but the last carries a full ``batch_size``.
+Id) until there are ``batch_size`` of them. Partial chunks go out at the STATE barrier, once a
+minute, when the tap goes quiet, and at the end; every other call carries a full ``batch_size``.
 """
 
 from __future__ import annotations
@@ -164,6 +164,9 @@ class SalesforceSink(BatchSink):
     def process_batch(self, context: dict) -> None:
         """Send every full ``batch_size`` chunk; keep the remainder for the next one."""
         self._dispatch(flush=False)
+
+    def has_pending(self) -> bool:
+        return bool(self._pending)
 
     def flush(self) -> None:
         """Send what is pending, full or not (before STATE and at the end)."""

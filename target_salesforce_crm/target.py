@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 import typing as t
@@ -122,6 +123,7 @@ class TerminationRequested(BaseException):
         self.signum = signum
 
 
+IDLE_FLUSH_SECONDS = 5.0  # a tap quiet this long gets its partial chunks sent and STATE emitted
 INPUT_ERRORS = (
     InvalidInputLine, RecordsWithoutSchemaException, MissingKeyPropertiesError, InvalidJSONSchema,
 )
@@ -143,6 +145,8 @@ class TargetSalesforceCRM(Target):
         self._busy = False
         self._termination: int | None = None
         self._dry_run_state_noted = False
+        self._last_message = time.monotonic()
+        self._emitted_state: dict | None = None
         self._next_partial_flush = time.monotonic() + 60 * self._MAX_RECORD_AGE_IN_MINUTES
         self._next_age_check = 0.0
         super().__init__(*args, **kwargs)
@@ -197,7 +201,9 @@ class TargetSalesforceCRM(Target):
                 self.logger.info("dry run: STATE not emitted, so a real run starts from the same "
                                  "place")
             return
-        super()._write_state_message(state)
+        if state != self._emitted_state:  # the SDK re-sends an unchanged STATE on every drain
+            super()._write_state_message(state)
+            self._emitted_state = state
 
     def _handle_max_record_age(self) -> None:
         """Checked once a second, not per record: send partial chunks at least once per max
@@ -231,6 +237,7 @@ class TargetSalesforceCRM(Target):
             handler(message)
         finally:
             self._busy = False
+            self._last_message = time.monotonic()
         if self._termination is not None:
             raise TerminationRequested(self._termination)
 
@@ -252,6 +259,31 @@ class TargetSalesforceCRM(Target):
             f"BATCH messages (stream {message_dict.get('stream')!r}) are not supported; turn "
             "off batch_config on the tap so that it sends RECORD messages"
         )
+
+    def _on_idle_alarm(self, signum: int, frame: FrameType | None) -> None:
+        """SIGALRM, once a second: when the tap has gone quiet, send the partial chunks and
+        emit STATE instead of holding them until the next line arrives.
+
+        Only while the main thread waits in the reader (not ``_busy``), where none of our
+        locks or buffers is in use; an error raised here ends the run like any other."""
+        idle = time.monotonic() - self._last_message
+        if self._busy or self._runtime is None or idle < IDLE_FLUSH_SECONDS:
+            return
+        unsent_state = self._latest_state and self._latest_state != self._emitted_state
+        if any(sink.has_pending() for sink in self._runtime.sinks) or unsent_state:
+            self._busy = True
+            try:
+                self._flush_sinks()
+                self.drain_all()
+            finally:
+                self._busy = False
+                self._last_message = time.monotonic()
+
+    def watch_idle_input(self) -> None:
+        """Arm the once-a-second idle check (CLI runs only: signals belong to the process)."""
+        if hasattr(signal, "setitimer"):
+            signal.signal(signal.SIGALRM, self._on_idle_alarm)
+            signal.setitimer(signal.ITIMER_REAL, 1.0, 1.0)
 
     def stop_after_signal(self, signum: int) -> None:
         """Land everything read, emit STATE for it, report the run as interrupted."""
@@ -275,6 +307,8 @@ class TargetSalesforceCRM(Target):
             return
         self._finished = True
         self._busy = True  # a signal now must not interrupt the report
+        if hasattr(signal, "setitimer"):
+            signal.setitimer(signal.ITIMER_REAL, 0)
         if self._runtime is not None:
             self._runtime.finish(error, status)
         elif self.settings.run_report_path:
@@ -297,6 +331,7 @@ class TargetSalesforceCRM(Target):
         cls.print_version(print_fn=cls.logger.info)
         config = config or _ConfigInput()
         target = cls(config=config.config, validate_config=True, parse_env_config=config.parse_env)
+        target.watch_idle_input()
         try:
             try:
                 target.listen(file_input)
