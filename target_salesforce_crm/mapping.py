@@ -10,6 +10,7 @@ import datetime
 import decimal
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -295,31 +296,34 @@ def _iso_datetime(value: datetime.datetime) -> str:
     return value.isoformat()
 
 
+def _parsed(parse: Callable[[str], Any], text: str) -> Any:
+    """``parse(text)``, or None when the text is not in that ISO 8601 form."""
+    try:
+        return parse(text)
+    except ValueError:
+        return None
+
+
 def _as_date(spec: FieldSpec, value: Any) -> str:
     if isinstance(value, datetime.datetime):
         return value.date().isoformat()
     if isinstance(value, datetime.date):
         return value.isoformat()
-    if isinstance(value, str):
-        try:
-            return datetime.date.fromisoformat(value[:10]).isoformat()
-        except ValueError:
-            pass
-    raise RecordRejected(
-        Rejection("INVALID_FIELD_VALUE", f"{spec.name} expects a date (YYYY-MM-DD)", (spec.name,))
-    )
+    parsed = _parsed(datetime.date.fromisoformat, value[:10]) if isinstance(value, str) else None
+    if parsed is None:
+        raise RecordRejected(Rejection(
+            "INVALID_FIELD_VALUE", f"{spec.name} expects a date (YYYY-MM-DD)", (spec.name,)))
+    return str(parsed.isoformat())
 
 
 def _as_datetime(spec: FieldSpec, value: Any) -> str:
     if isinstance(value, datetime.datetime):
         return _iso_datetime(value)
-    if isinstance(value, str):
-        try:
-            parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            pass
-        else:
-            return _iso_datetime(parsed)
-    raise RecordRejected(
-        Rejection("INVALID_FIELD_VALUE", f"{spec.name} expects an ISO 8601 date-time", (spec.name,))
+    parsed = (
+        _parsed(datetime.datetime.fromisoformat, value.replace("Z", "+00:00"))
+        if isinstance(value, str) else None
     )
+    if parsed is None:
+        raise RecordRejected(Rejection(
+            "INVALID_FIELD_VALUE", f"{spec.name} expects an ISO 8601 date-time", (spec.name,)))
+    return _iso_datetime(parsed)
