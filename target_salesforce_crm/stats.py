@@ -74,25 +74,25 @@ class RunStats:
         with self._lock:
             stats.created += created
             stats.updated += len(landed) - created
-            for name in segment_fields:
-                statuses = [p[name] for p, _ in landed if name in p]
-                if statuses:
-                    self.segments.setdefault(name, Counter()).update(statuses)
+            self._count_segments([payload for payload, _ in landed], segment_fields)
 
     def would_send(
         self, stats: StreamStats, payload: dict[str, Any], segment_fields: tuple[str, ...]
     ) -> None:
         with self._lock:
             stats.would_send += 1
-            self._count_segments(payload, segment_fields)
+            self._count_segments([payload], segment_fields)
             if len(self.sample_payloads) < DRY_RUN_SAMPLE_SIZE:
                 self.sample_payloads.append(payload)
 
-    def _count_segments(self, payload: dict[str, Any], segment_fields: tuple[str, ...]) -> None:
+    def _count_segments(
+        self, payloads: list[dict[str, Any]], segment_fields: tuple[str, ...]
+    ) -> None:
+        """Status counts per segment field (caller holds the lock)."""
         for name in segment_fields:
-            status = payload.get(name)
-            if status is not None:
-                self.segments.setdefault(name, Counter())[status] += 1
+            statuses = [p[name] for p in payloads if p.get(name) is not None]
+            if statuses:
+                self.segments.setdefault(name, Counter()).update(statuses)
 
     def rejected(self, stats: StreamStats, code: str) -> None:
         with self._lock:
