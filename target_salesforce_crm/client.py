@@ -6,7 +6,6 @@ One pooled ``requests.Session`` is shared by all worker threads. Every call goes
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import threading
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import msgspec
 import requests
 from requests.adapters import HTTPAdapter
 
@@ -34,6 +34,9 @@ LOGGER = logging.getLogger("target-salesforce-crm")
 # could run triggers twice, so wait that long before calling it lost
 TIMEOUT = (10.0, 610.0)
 MAX_REAUTH_PER_CALL = 10  # bound on refreshing tokens that worked, then expired, in one call
+# request bodies hold only str/int/float/bool/None (mapping.py rejects NaN and infinities)
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
 _LIMIT_INFO = re.compile(r"(?<![\w-])api-usage=(\d+)/(\d+)")  # not per-app-api-usage
 
 
@@ -162,9 +165,7 @@ class SalesforceClient:
     def call(self, method: str, path: str, body: Any = None, kind: str | None = None) -> Any:
         """One logical call: retried on transient errors, replayed once after re-auth."""
         backoff = Backoff()
-        data = None if body is None else json.dumps(
-            body, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        ).encode()
+        data = None if body is None else _encode(body)
         token = self.tokens.token()
         reauthentications = 0
         while True:
@@ -247,8 +248,8 @@ class SalesforceClient:
 
 def _parse_json(response: requests.Response) -> tuple[Any, bool]:
     try:
-        return json.loads(response.content), True
-    except ValueError:
+        return _decode(response.content), True
+    except msgspec.DecodeError:
         return None, False
 
 

@@ -27,6 +27,11 @@ _UPPER_AS_ONE = str.maketrans(
      **{c: "1" for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}}
 )
 
+# "01001" (chunk characters 0..4, "1" = upper case) -> its checksum character
+_CHUNK_CHAR = {
+    format(n, "05b")[::-1]: _CHECKSUM_ALPHABET[n] for n in range(32)
+}
+
 
 def checksum(id15: str) -> str:
     """The 3-character suffix that turns a 15-character Id into its 18-character form.
@@ -34,11 +39,7 @@ def checksum(id15: str) -> str:
     Each 5-character chunk gives a 5-bit number (bit i set when character i is upper case).
     """
     bits = id15.translate(_UPPER_AS_ONE)
-    return (
-        _CHECKSUM_ALPHABET[int(bits[4::-1], 2)]
-        + _CHECKSUM_ALPHABET[int(bits[9:4:-1], 2)]
-        + _CHECKSUM_ALPHABET[int(bits[14:9:-1], 2)]
-    )
+    return _CHUNK_CHAR[bits[:5]] + _CHUNK_CHAR[bits[5:10]] + _CHUNK_CHAR[bits[10:15]]
 
 
 def _restore_case(id18: str) -> str | None:

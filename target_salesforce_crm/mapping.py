@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import functools
 import math
 import re
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from target_salesforce_crm.settings import Settings
 _MISSING = object()
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
                     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 TEXT_TYPES = frozenset(
     {"string", "textarea", "email", "phone", "url", "picklist", "multipicklist", "combobox",
      "reference", "encryptedstring"}
@@ -58,6 +60,8 @@ class Path:
         value = record.get(self.text, _MISSING)
         if value is not _MISSING:
             return value
+        if len(self.parts) == 1:
+            return None
         node: Any = record
         for part in self.parts:
             if not isinstance(node, dict):
@@ -75,9 +79,10 @@ class Path:
 class MappedField:
     path: Path
     spec: FieldSpec
+    convert: Callable[[Any], Any]  # value -> what the payload carries (or RecordRejected)
 
 
-@dataclass
+@dataclass(slots=True)
 class Mapped:
     """One record ready to send: its merge key and the sObject payload."""
 
@@ -94,15 +99,16 @@ class RecordMapper:
         self.object_type = object_type
         self.upsert = settings.operation == "upsert"
         self.truncate = settings.string_overflow == "truncate"
+        self.truncated: dict[str, int] = {}
         self.id_path = Path(settings.id_source)
         self.external_id: MappedField | None = None
         if self.upsert and settings.external_id_field and settings.external_id_source:
-            self.external_id = MappedField(
-                Path(settings.external_id_source), fields[settings.external_id_field.lower()]
+            self.external_id = self._mapped_field(
+                settings.external_id_source, fields[settings.external_id_field.lower()]
             )
         self.key_path = self.external_id.path if self.external_id else self.id_path
         self.fields = tuple(
-            MappedField(Path(m.source), fields[m.target.lower()])
+            self._mapped_field(m.source, fields[m.target.lower()])
             for m in settings.mappings_for(object_type)
         )
         self.membership_path = Path(settings.segment_membership_path)
@@ -114,11 +120,17 @@ class RecordMapper:
             )
             for m in settings.segment_mappings
         )
+        self._segment_plan = tuple(
+            (segment_id, spec, status_path, self._fitter(spec))
+            for segment_id, spec, status_path in self.segments
+        )
         self.status_values = settings.segment_status_values
         self.required_on_create = tuple(
             spec.name for spec in fields.values() if spec.required_on_create
         )
-        self.truncated: dict[str, int] = {}
+        self._required_mapped = tuple(
+            f.spec.name for f in self.fields if f.spec.required_on_create
+        )
 
     def map(self, record: dict[str, Any]) -> Mapped:
         """Build the payload for ``record``; raise RecordRejected naming what is wrong."""
@@ -131,7 +143,7 @@ class RecordMapper:
         for mapped in self.fields:
             value = mapped.path.get(record)
             if value is not None:
-                payload[mapped.spec.name] = self._serialize(mapped.spec, value)
+                payload[mapped.spec.name] = mapped.convert(value)
         if self.external_id is not None:
             key = self._external_key(self.external_id, record, payload)
         self._map_segments(record, payload)
@@ -151,7 +163,7 @@ class RecordMapper:
                     (spec.name,),
                 )
             )
-        serialized = self._serialize(spec, value)
+        serialized = external_id.convert(value)
         payload[spec.name] = serialized
         text = str(serialized)
         return text if spec.case_sensitive else text.lower()
@@ -160,7 +172,7 @@ class RecordMapper:
         if not self.segments:
             return
         memberships = self.membership_path.get(record)
-        for segment_id, spec, status_path in self.segments:
+        for segment_id, spec, status_path, fit in self._segment_plan:
             entry = memberships.get(segment_id) if isinstance(memberships, dict) else None
             status = entry.get("status") if isinstance(entry, dict) else status_path.get(record)
             if status is None or status == "":
@@ -173,14 +185,13 @@ class RecordMapper:
                         (spec.name,),
                     )
                 )
-            payload[spec.name] = self._fit(spec, self.status_values.get(status, status))
+            payload[spec.name] = fit(self.status_values.get(status, status))
 
     def _check_required(self, payload: dict[str, Any]) -> None:
         """A required field mapped to an empty string would blank it: refuse the record."""
-        empty = [
-            f.spec.name for f in self.fields
-            if f.spec.required_on_create and payload.get(f.spec.name) == ""
-        ]
+        if not self._required_mapped:
+            return
+        empty = [name for name in self._required_mapped if payload.get(name) == ""]
         if empty:
             raise RecordRejected(
                 Rejection("REQUIRED_FIELD_MISSING",
@@ -200,6 +211,20 @@ class RecordMapper:
             tuple(missing),
         )
 
+    def _mapped_field(self, source: str, spec: FieldSpec) -> MappedField:
+        return MappedField(Path(source), spec, self._converter(spec))
+
+    def _converter(self, spec: FieldSpec) -> Callable[[Any], Any]:
+        """The per-record conversion for one field, decided once from its describe type."""
+        if spec.type not in TEXT_TYPES or spec.type == "multipicklist":
+            return functools.partial(self._serialize, spec)
+        fit = self._fitter(spec)
+
+        def text(value: Any) -> Any:
+            return fit(value) if value.__class__ is str else self._serialize(spec, value)
+
+        return text
+
     def _serialize(self, spec: FieldSpec, value: Any) -> Any:
         kind = spec.type
         if kind == "multipicklist" and isinstance(value, list):
@@ -214,7 +239,7 @@ class RecordMapper:
                 )
             )
         if kind in TEXT_TYPES:
-            return self._fit(spec, _as_text(value))
+            return self._fitter(spec)(_as_text(value))
         if kind == "boolean":
             return _as_bool(spec, value)
         if kind in INTEGER_TYPES or kind in NUMBER_TYPES:
@@ -225,24 +250,34 @@ class RecordMapper:
             return _as_datetime(spec, value)
         return _as_text(value)
 
-    def _fit(self, spec: FieldSpec, text: str) -> str:
-        if spec.type == "email" and text and not _EMAIL.fullmatch(text):
-            raise RecordRejected(
-                Rejection("INVALID_EMAIL_ADDRESS", f"{spec.name} is not a valid email address",
-                          (spec.name,))
-            )
-        if spec.length and len(text) > spec.length:
-            if self.truncate and spec.type != "email":
-                self.truncated[spec.name] = self.truncated.get(spec.name, 0) + 1
-                return text[: spec.length]
-            raise RecordRejected(
-                Rejection(
+    def _fitter(self, spec: FieldSpec) -> Callable[[str], str]:
+        """Checks that a text fits ``spec`` (email syntax, length, encodable), or truncates."""
+        email = spec.type == "email"
+        length = spec.length
+        truncate = self.truncate and not email
+        truncated = self.truncated
+
+        def fit(text: str) -> str:
+            if email and text and not _EMAIL.fullmatch(text):
+                raise RecordRejected(Rejection(
+                    "INVALID_EMAIL_ADDRESS", f"{spec.name} is not a valid email address",
+                    (spec.name,)))
+            if not text.isascii() and _SURROGATE.search(text):
+                raise RecordRejected(Rejection(
+                    "INVALID_FIELD_VALUE",
+                    f"{spec.name} holds text that is not valid Unicode (a lone surrogate)",
+                    (spec.name,)))
+            if length and len(text) > length:
+                if truncate:
+                    truncated[spec.name] = truncated.get(spec.name, 0) + 1
+                    return text[:length]
+                raise RecordRejected(Rejection(
                     "STRING_TOO_LONG",
-                    f"{spec.name} holds {len(text)} characters; the field allows {spec.length}",
-                    (spec.name,),
-                )
-            )
-        return text
+                    f"{spec.name} holds {len(text)} characters; the field allows {length}",
+                    (spec.name,)))
+            return text
+
+        return fit
 
 
 def _as_text(value: Any) -> str:

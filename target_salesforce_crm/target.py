@@ -15,6 +15,7 @@ from singer_sdk.exceptions import (
     MissingKeyPropertiesError,
     RecordsWithoutSchemaException,
 )
+from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.plugin_base import _ConfigInput
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.target_base import Target
@@ -149,6 +150,7 @@ class TargetSalesforceCRM(Target):
         self._emitted_state: dict | None = None
         self._next_partial_flush = time.monotonic() + 60 * self._MAX_RECORD_AGE_IN_MINUTES
         self._next_age_check = 0.0
+        self._plain_sinks: dict[str, SalesforceSink] = {}
         super().__init__(*args, **kwargs)
         self.max_parallelism = 1
         self.settings: Settings = parse_settings(dict(self.config))
@@ -242,10 +244,45 @@ class TargetSalesforceCRM(Target):
             raise TerminationRequested(self._termination)
 
     def _process_record_message(self, message_dict: dict) -> None:
-        self._guarded(super()._process_record_message, message_dict)
+        self._guarded(self._process_record, message_dict)
+
+    def _process_record(self, message_dict: dict) -> None:
+        """A stream without stream maps skips the SDK's generic path (a record copy and an
+        identity transform per record); the steps that matter are in ``SalesforceSink.take``."""
+        stream_name = message_dict.get("stream")
+        sink = self._plain_sinks.get(stream_name)  # type: ignore[arg-type]
+        record = message_dict.get("record")
+        if (
+            sink is None
+            or not isinstance(record, dict)
+            or sink is not self._sinks_active.get(stream_name)  # type: ignore[arg-type]
+        ):
+            super()._process_record_message(message_dict)
+            return
+        if sink.take(record, message_dict):
+            self.drain_one(sink)
+        self._handle_max_record_age()
 
     def _process_schema_message(self, message_dict: dict) -> None:
         self._guarded(super()._process_schema_message, message_dict)
+        stream_name = message_dict.get("stream")
+        if isinstance(stream_name, str):
+            self._note_plain_stream(stream_name)
+
+    def _note_plain_stream(self, stream_name: str) -> None:
+        maps = self.mapper.stream_maps.get(stream_name, [])
+        sink = self._sinks_active.get(stream_name)
+        plain = (
+            len(maps) == 1
+            and type(maps[0]) is SameRecordTransform
+            and maps[0].stream_alias == stream_name
+            and not maps[0].flattening_enabled
+            and isinstance(sink, SalesforceSink)
+        )
+        if plain:
+            self._plain_sinks[stream_name] = t.cast(SalesforceSink, sink)
+        else:
+            self._plain_sinks.pop(stream_name, None)
 
     def _process_state_message(self, message_dict: dict) -> None:
         self._guarded(super()._process_state_message, message_dict)
