@@ -47,32 +47,37 @@ class RecordRejected(Exception):
 
 
 class Path:
-    """A source path: tried as one literal key first, then walked through nested objects."""
+    """A source path: tried as one literal key first, then walked through nested objects, then
+    as the flattened key (``a__b__c``). ``get`` is built once per path: it runs per record."""
 
-    __slots__ = ("flat", "parts", "text")
+    __slots__ = ("flat", "get", "parts", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.parts = tuple(text.split("."))
         self.flat = "__".join(self.parts)
+        self.get: Callable[[dict[str, Any]], Any] = self._getter()
 
-    def get(self, record: dict[str, Any]) -> Any:
-        value = record.get(self.text, _MISSING)
-        if value is not _MISSING:
-            return value
-        if len(self.parts) == 1:
-            return None
-        node: Any = record
-        for part in self.parts:
-            if not isinstance(node, dict):
-                node = _MISSING
-                break
-            node = node.get(part, _MISSING)
-            if node is _MISSING:
-                break
-        if node is _MISSING and len(self.parts) > 1:
-            node = record.get(self.flat, _MISSING)
-        return None if node is _MISSING else node
+    def _getter(self) -> Callable[[dict[str, Any]], Any]:
+        text, parts, flat = self.text, self.parts, self.flat
+        if len(parts) == 1:
+            def get_key(record: dict[str, Any]) -> Any:
+                return record.get(text)
+
+            return get_key
+
+        def get_path(record: dict[str, Any]) -> Any:
+            value = record.get(text, _MISSING)
+            if value is not _MISSING:
+                return value
+            node: Any = record
+            for part in parts:
+                node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
+                if node is _MISSING:
+                    return record.get(flat)
+            return node
+
+        return get_path
 
 
 @dataclass(frozen=True)
@@ -173,8 +178,11 @@ class RecordMapper:
             return
         memberships = self.membership_path.get(record)
         for segment_id, spec, status_path, fit in self._segment_plan:
-            entry = memberships.get(segment_id) if isinstance(memberships, dict) else None
-            status = entry.get("status") if isinstance(entry, dict) else status_path.get(record)
+            if isinstance(memberships, dict):
+                entry = memberships.get(segment_id)
+                status = entry.get("status") if isinstance(entry, dict) else None
+            else:  # no nested memberships: a flattened record may carry the status
+                status = status_path.get(record)
             if status is None or status == "":
                 continue
             if not isinstance(status, str):

@@ -25,7 +25,7 @@ class QuietSingerReader(SingerReader):
         super().__init__()
         self.line_number = 0
 
-    def deserialize_json(self, line: str) -> dict:
+    def deserialize_json(self, line: str | bytes) -> dict:
         self.line_number += 1
         try:
             return _decode(line)
@@ -34,11 +34,14 @@ class QuietSingerReader(SingerReader):
         try:  # what msgspec refuses but Python's json accepts (NaN, Infinity) still reads
             return deserialize_json(line)
         except json.JSONDecodeError as exc:
-            msg = (
-                f"input line {self.line_number} is not valid JSON ({exc.msg} at column "
-                f"{exc.colno}); the line is not logged because it may hold profile data"
-            )
-            raise InvalidInputLine(msg) from None
+            problem = f"{exc.msg} at column {exc.colno}"
+        except UnicodeDecodeError as exc:
+            problem = f"invalid UTF-8 at byte {exc.start}"
+        msg = (
+            f"input line {self.line_number} is not valid JSON ({problem}); the line is not "
+            "logged because it may hold profile data"
+        )
+        raise InvalidInputLine(msg) from None
 
     @staticmethod
     def assert_line_requires(line_dict: dict, requires: set[str]) -> None:
@@ -58,8 +61,9 @@ class QuietSingerReader(SingerReader):
         """The SDK's loop with the per-line overhead taken out (it runs once per record)."""
         counts: Counter[str] = Counter()
         deserialize = self.deserialize_json
-        for line in file_input or self.default_input:
-            self._current_message = line
+        source = file_input or self.default_input
+        # bytes straight from the binary buffer: msgspec reads UTF-8 without a str in between
+        for line in getattr(source, "buffer", source):
             message = deserialize(line)
             message_type = message.get("type") if isinstance(message, dict) else None
             if message_type is None:
