@@ -1,6 +1,6 @@
 """HTTP to the Salesforce REST API: auth replay, retries, limits, error classification.
 
-One pooled ``requests.Session`` is shared by all worker threads. Every call goes through
+One keep-alive transport (transport.py) is shared by all worker threads. Every call goes through
 ``SalesforceClient.call``, which applies the single policy of ``errors.classify_response``.
 """
 
@@ -11,11 +11,9 @@ import re
 import threading
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import msgspec
 import requests
-from requests.adapters import HTTPAdapter
 
 from target_salesforce_crm.auth import Token, TokenProvider
 from target_salesforce_crm.errors import (
@@ -28,47 +26,20 @@ from target_salesforce_crm.errors import (
 )
 from target_salesforce_crm.retry import Backoff, parse_retry_after
 from target_salesforce_crm.settings import Settings
+from target_salesforce_crm.transport import (
+    TIMEOUT,
+    Answer,
+    Transport,
+    TransportError,
+    new_session,
+)
 
 LOGGER = logging.getLogger("target-salesforce-crm")
-# connect, read: Salesforce times a call out after 10 minutes; resending one still running
-# could run triggers twice, so wait that long before calling it lost
-TIMEOUT = (10.0, 610.0)
 MAX_REAUTH_PER_CALL = 10  # bound on refreshing tokens that worked, then expired, in one call
 # request bodies hold only str/int/float/bool/None (mapping.py rejects NaN and infinities)
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 _LIMIT_INFO = re.compile(r"(?<![\w-])api-usage=(\d+)/(\d+)")  # not per-app-api-usage
-
-
-class _Session(requests.Session):
-    """Reads proxy and CA-bundle settings from the environment once per host, not per call."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._environment: dict[tuple[str, str, Any], Any] = {}
-
-    def merge_environment_settings(  # type: ignore[override]
-        self, url: str, proxies: Any, stream: Any, verify: Any, cert: Any
-    ) -> Any:
-        if proxies or verify is not None or cert is not None:
-            return super().merge_environment_settings(url, proxies, stream, verify, cert)
-        parts = urlsplit(url)
-        key = (parts.scheme, parts.netloc, stream)
-        if key not in self._environment:
-            self._environment[key] = super().merge_environment_settings(
-                url, proxies, stream, verify, cert
-            )
-        return dict(self._environment[key])
-
-
-def new_session(pool_size: int) -> requests.Session:
-    """A keep-alive session with room for one connection per concurrent call."""
-    session = _Session()
-    adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(pool_size, 2), max_retries=0)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    session.headers["User-Agent"] = "target-salesforce-crm"
-    return session
 
 
 class ApiUsage:
@@ -139,6 +110,7 @@ class SalesforceClient:
         self.settings = settings
         self.session = session or new_session(settings.max_concurrency)
         self.tokens = TokenProvider(settings, self.session, TIMEOUT)
+        self.transport = Transport(self.session)
         self.usage = ApiUsage(settings.api_usage_limit_percent)
         self.counts = CallCounts()
         self._counts_lock = threading.Lock()
@@ -172,7 +144,7 @@ class SalesforceClient:
             self.usage.reserve()
             try:
                 response = self._send(method, token, path, data)
-            except requests.RequestException as exc:
+            except TransportError as exc:
                 self.usage.settle(None)
                 self._retry_or_raise(backoff, None, f"{type(exc).__name__} on {method} {path}")
                 continue
@@ -227,7 +199,7 @@ class SalesforceClient:
                 f"{code or ''} {message or ''}".strip() + hint,
             )
 
-    def _send(self, method: str, token: Token, path: str, data: bytes | None) -> requests.Response:
+    def _send(self, method: str, token: Token, path: str, data: bytes | None) -> Answer:
         """One HTTP request (each one counts against the org's daily limit)."""
         url = f"{token.instance_url}/services/data/v{self.settings.api_version}/{path}"
         headers = {"Authorization": f"Bearer {token.access_token}", "Accept": "application/json"}
@@ -235,7 +207,7 @@ class SalesforceClient:
             headers["Content-Type"] = "application/json"
         with self._counts_lock:
             self.counts.total += 1
-        return self.session.request(method, url, data=data, headers=headers, timeout=TIMEOUT)
+        return self.transport.request(method, url, headers, data)
 
     def _retry_or_raise(self, backoff: Backoff, retry_after: float | None, what: str) -> None:
         self._count("retries")
@@ -246,7 +218,7 @@ class SalesforceClient:
             )
 
 
-def _parse_json(response: requests.Response) -> tuple[Any, bool]:
+def _parse_json(response: Answer) -> tuple[Any, bool]:
     try:
         return _decode(response.content), True
     except msgspec.DecodeError:
