@@ -247,3 +247,37 @@ def test_a_quiet_tap_gets_its_partial_batch_sent_and_state_emitted(emulator, tmp
     assert landed == "Last2"  # landed while the tap was still connected
     assert proc.returncode == 0
     assert emulator.stats()["collections_calls"] == 1
+
+
+def test_stream_maps_take_the_sdk_path_and_still_land(emulator, tmp_path):
+    """A stream map (here a filter and an alias) is applied by the SDK; the records that pass
+    it land exactly as without one."""
+    ids = seed_contacts(emulator, 30)
+    records = [profile(i, n, seg_loyal="realized") for n, i in enumerate(ids)]
+    config = base_config(
+        emulator, tmp_path,
+        stream_maps={"profiles": {"__alias__": "contacts",
+                                  "__filter__": "person['name']['firstName'] != 'First3'"}},
+    )
+    run = run_target(config, singer_lines("profiles", records), tmp_path)
+
+    assert run.returncode == 0, run.stderr
+    assert run.rejected == []
+    assert run.report["streams"]["contacts"]["updated"] == 29
+    assert emulator.get("Contact", ids[3])["FirstName"] == "Before"
+    assert emulator.get("Contact", ids[4])["FirstName"] == "First4"
+    assert emulator.get("Contact", ids[4])["Seg_Loyal__c"] == "realized"
+
+
+def test_record_metadata_columns_do_not_reach_salesforce(emulator, tmp_path):
+    """add_record_metadata adds _sdc_ columns to each record; they are not mapped, and a
+    rejected record keeps them in the dead-letter file."""
+    ids = seed_contacts(emulator, 3)
+    records = [profile(i, n) for n, i in enumerate(ids)] + [profile("bad-id", 9)]
+    config = base_config(emulator, tmp_path, add_record_metadata=True)
+    run = run_target(config, singer_lines("contacts", records), tmp_path)
+
+    assert run.returncode == 0, run.stderr
+    assert emulator.get("Contact", ids[0])["LastName"] == "Last0"
+    assert [r["error_code"] for r in run.rejected] == ["MALFORMED_ID"]
+    assert "_sdc_received_at" in run.rejected[0]["record"]
