@@ -86,6 +86,10 @@ class DeadLetter:
             "record": record,
         }
         line = json.dumps(entry, default=_json_default, ensure_ascii=False)
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: not UTF-8, but JSON's \uXXXX holds it
+            line = json.dumps(entry, default=_json_default)
         with self._lock:
             self.count += 1
             if self.path is None:

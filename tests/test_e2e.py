@@ -281,3 +281,18 @@ def test_record_metadata_columns_do_not_reach_salesforce(emulator, tmp_path):
     assert emulator.get("Contact", ids[0])["LastName"] == "Last0"
     assert [r["error_code"] for r in run.rejected] == ["MALFORMED_ID"]
     assert "_sdc_received_at" in run.rejected[0]["record"]
+
+
+def test_text_with_a_lone_surrogate_is_dead_lettered_not_fatal(emulator, tmp_path):
+    r"""A "\ud800" escape decodes to text that is not Unicode: that record is rejected (and kept,
+    escaped, in the dead-letter file); the others land."""
+    ids = seed_contacts(emulator, 2)
+    lines = singer_lines("contacts", [profile(i, n) for n, i in enumerate(ids)])
+    lines = lines.replace('"First0"', '"A\\ud800B"')
+    run = run_target(base_config(emulator, tmp_path), lines, tmp_path)
+
+    assert run.returncode == 0, run.stderr
+    assert [r["error_code"] for r in run.rejected] == ["INVALID_FIELD_VALUE"]
+    assert run.rejected[0]["record"]["person"]["name"]["firstName"] == "A\ud800B"
+    assert emulator.get("Contact", ids[0])["FirstName"] == "Before"
+    assert emulator.get("Contact", ids[1])["FirstName"] == "First1"
