@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -20,8 +21,11 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from target_salesforce_crm.emulator import Emulator, make_id
+from target_salesforce_crm.emulator import Emulator, dml, make_id
+from target_salesforce_crm.emulator.faults import FaultSettings
 from target_salesforce_crm.emulator.ids import checksum, parse_id, to_18
+from target_salesforce_crm.emulator.org import Org
+from target_salesforce_crm.emulator.schema import build_schemas
 
 V = "v60.0"
 CLIENT_ID = "emulator-consumer-key"
@@ -792,3 +796,108 @@ def test_throughput_sanity(emu):
     stats = emu.stats()
     assert stats["collections_calls"] == 400
     assert stats["collections_records"] == 80000
+
+
+# --- fast paths agree with the record-by-record reference ----------------------------------
+
+
+def _random_value(rng, field: str, bad_rate: float):
+    good = {
+        "LastName": lambda: rng.choice(["Ng", "Okafor", "O'Brien", "Łukasz"]),
+        "FirstName": lambda: rng.choice(["Ana", "Ben", "Zoë"]),
+        "Email": lambda: f"{rng.choice(['a', 'b.c', 'd+e'])}{rng.randint(1, 9)}@example.com",
+        "Title": lambda: "T" * rng.randint(1, 128),
+        "Salutation": lambda: rng.choice(["Mr.", "Ms.", "Dr."]),
+        "Seg_Loyal__c": lambda: rng.choice(["realized", "existing", "exited"]),
+        "Loyalty_Score__c": lambda: rng.choice([5, 91.5, 80]),
+        "HasOptedOutOfEmail": lambda: rng.choice([True, False]),
+        "Birthdate": lambda: "1990-01-31",
+        "External_Id__c": lambda: f"X{rng.randint(1, 210)}",
+    }
+    bad = [None, "", "x" * 300, 7, True, 1.5, "not-an-email", "2024-02-30", "a\nb@c.de",
+           "81", "false"]
+    if rng.random() >= bad_rate:
+        return good[field]()
+    return rng.choice(bad)
+
+
+def _random_batch(rng, ids: list[str], *, with_id: bool, key: str | None = None) -> list:
+    fields = ["LastName", "FirstName", "Email", "Title", "Salutation", "Seg_Loyal__c",
+              "Loyalty_Score__c", "HasOptedOutOfEmail"]
+    shapes = [rng.sample(fields, rng.randint(1, 5))
+              + [extra for extra in ("Birthdate", "External_Id__c") if rng.random() < 0.1]
+              for _ in range(rng.randint(1, 3))]
+    bad_rate = rng.choice([0.0, 0.0, 0.0, 0.02, 0.15])
+    records = []
+    for _ in range(rng.randint(1, 40)):
+        shape = list(rng.choice(shapes))
+        if key and key not in shape and rng.random() < 0.95:
+            shape.append(key)
+        record: dict = {"attributes": {"type": "Contact"}}
+        if with_id:
+            choice = rng.random() if bad_rate else 0.5
+            record_id = rng.choice(ids)
+            if choice < 0.05:
+                record_id = record_id[:15]
+            elif choice < 0.08:
+                record_id = record_id[:15] + "AAA"
+            elif choice < 0.1:
+                record_id = make_id("003", 99_999)
+            if choice > 0.02:
+                record["Id" if choice > 0.99 else "id"] = record_id
+        for field in shape:
+            name = field.lower() if rng.random() < bad_rate / 5 else field
+            record[name] = _random_value(rng, field, bad_rate)
+        if rng.random() < bad_rate / 10:
+            record["Name"] = "not updateable"
+        records.append(record)
+    if rng.random() < bad_rate / 5:
+        rng.choice(records)["Unknown__c"] = "x"
+    if rng.random() < bad_rate / 5:
+        rng.choice(records)["Title"] = {"nested": True}
+    return records
+
+
+def test_fast_paths_match_the_reference(monkeypatch):
+    """The column-wise checks and the all-success update commit change nothing observable."""
+
+    def new_org() -> Org:
+        org = Org(build_schemas(["Seg_Loyal__c"]), FaultSettings())
+        org.seed("Contact", [{"LastName": f"L{i}", "FirstName": "F", "Email": f"e{i}@x.io",
+                              "External_Id__c": f"X{i}"} for i in range(1, 201)])
+        return org
+
+    real_scan, real_clean = dml.scan, dml._update_clean
+    variants = {
+        "fast": (real_scan, real_clean),
+        "no_clean_commit": (real_scan, lambda *args: None),
+        "reference": (lambda *args: None, real_clean),
+    }
+    orgs = {name: new_org() for name in variants}
+    ids = [record["Id"] for record in orgs["fast"].records("Contact")]
+    rng = random.Random(2026)
+    for _ in range(600):
+        op = rng.choice(["update", "update", "create", "upsert"])
+        records = _random_batch(rng, ids, with_id=op == "update",
+                                key="External_Id__c" if op == "upsert" else None)
+        raw = json.dumps({"allOrNone": rng.random() < 0.2, "records": records}).encode()
+        answers = {}
+        for name, (scan, clean) in variants.items():
+            monkeypatch.setattr(dml, "scan", scan)
+            monkeypatch.setattr(dml, "_update_clean", clean)
+            org = orgs[name]
+            try:
+                if op == "upsert":
+                    body = dml.upsert(org, "Contact", "External_Id__c", raw)
+                else:
+                    body = getattr(dml, op)(org, raw)
+                answers[name] = ("ok", json.loads(body))
+            except dml.RequestError as exc:
+                answers[name] = (exc.status, exc.body)
+        assert answers["fast"] == answers["reference"] == answers["no_clean_commit"], records
+    states = []
+    for org in orgs.values():
+        rows = [{k: v for k, v in r.items() if not k.endswith("Date")}
+                for r in org.records("Contact")]
+        states.append((rows, org.indexes, org.collections_calls, org.collections_records))
+    assert states[0] == states[1] == states[2]

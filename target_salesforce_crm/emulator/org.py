@@ -54,6 +54,11 @@ class Org:
             for name, schema in schemas.items()
         }
         self._counters = {schema.key_prefix: 0 for schema in schemas.values()}
+        self._defaults = {
+            name: {spec.name: spec.default_value for spec in schema.fields
+                   if spec.defaulted_on_create and spec.default_value is not None}
+            for name, schema in schemas.items()
+        }
         self.api_usage = faults.initial_api_usage
         self.in_flight = 0
         self.max_in_flight = 0
@@ -184,14 +189,11 @@ class Org:
     def insert(self, schema: SObjectSchema, values: dict[str, Any], now: str,
                key: str | None = None) -> str:
         key = key or self.new_key(schema)
-        record: dict[str, Any] = {"Id": to_18(key)}
-        for spec in schema.fields:
-            if spec.defaulted_on_create and spec.default_value is not None:
-                record[spec.name] = spec.default_value
+        record: dict[str, Any] = {"Id": to_18(key), **self._defaults[schema.name]}
         record.update(values)
         record.setdefault("CreatedDate", now)
         record.setdefault("LastModifiedDate", now)
-        _derive(record)
+        derive(record)
         self.store[schema.name][key] = record
         self._index(schema, key, record, add=True)
         return record["Id"]
@@ -199,15 +201,18 @@ class Org:
     def update(self, schema: SObjectSchema, key: str, values: dict[str, Any], now: str) -> str:
         """Apply changed fields; indexes and derived fields are only redone when touched."""
         record = self.store[schema.name][key]
-        reindex = not values.keys().isdisjoint(self.indexes[schema.name])
-        if reindex:
-            self._index(schema, key, record, add=False)
+        indexes = self.indexes[schema.name]
+        moved = [] if values.keys().isdisjoint(indexes) \
+            else [name for name, index in indexes.items()
+                  if _moves(index, key, record.get(name), values.get(name, record.get(name)))]
+        for name in moved:
+            self._index_field(indexes[name], key, record.get(name), add=False)
         record.update(values)
         record["LastModifiedDate"] = now
-        if not values.keys().isdisjoint(_DERIVED_INPUTS):
-            _derive(record)
-        if reindex:
-            self._index(schema, key, record, add=True)
+        if not values.keys().isdisjoint(DERIVED_INPUTS):
+            derive(record)
+        for name in moved:
+            self._index_field(indexes[name], key, record.get(name), add=True)
         return str(record["Id"])
 
     def delete(self, schema: SObjectSchema, key: str) -> None:
@@ -216,14 +221,17 @@ class Org:
 
     def _index(self, schema: SObjectSchema, key: str, record: dict[str, Any], *, add: bool) -> None:
         for field_name, index in self.indexes[schema.name].items():
-            value = record.get(field_name)
-            if value is None or value == "":
-                continue
-            keys = index.setdefault(str(value).lower(), [])
-            if add:
-                keys.append(key)
-            elif key in keys:
-                keys.remove(key)
+            self._index_field(index, key, record.get(field_name), add=add)
+
+    @staticmethod
+    def _index_field(index: dict[str, list[str]], key: str, value: Any, *, add: bool) -> None:
+        if value is None or value == "":
+            return
+        keys = index.setdefault(str(value).lower(), [])
+        if add:
+            keys.append(key)
+        elif key in keys:
+            keys.remove(key)
 
     # --- the Python API's view -------------------------------------------------
 
@@ -269,13 +277,28 @@ class Org:
             return [dict(record) for record in self.store[schema.name].values()]
 
 
-_DERIVED_INPUTS = frozenset({"FirstName", "LastName", "Loyalty_Score__c"})
+DERIVED_INPUTS = frozenset({"FirstName", "LastName", "Loyalty_Score__c"})
 
 
-def _derive(record: dict[str, Any]) -> None:
+def _index_key(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value).lower()
+
+
+def _moves(index: dict[str, list[str]], key: str, old: Any, new: Any) -> bool:
+    """Whether re-indexing one field changes anything: not when the value keeps its sole entry."""
+    old_key = _index_key(old)
+    if old_key != _index_key(new):
+        return True
+    return old_key is not None and index.get(old_key) != [key]
+
+
+def derive(record: dict[str, Any]) -> None:
     """Keep the compound Name and the formula field in step with their inputs."""
-    parts = [record.get("FirstName"), record.get("LastName")]
-    record["Name"] = " ".join(str(part) for part in parts if part)
+    first, last = record.get("FirstName"), record.get("LastName")
+    if first and last:
+        record["Name"] = f"{first} {last}"
+    else:
+        record["Name"] = f"{first or last or ''}"
     score = record.get("Loyalty_Score__c")
     if isinstance(score, (int, float)) and not isinstance(score, bool):
         record["Formula_Tier__c"] = "Gold" if score >= 80 else "Standard"

@@ -69,6 +69,7 @@ class SObjectSchema:
     createable_names: frozenset[str]
     updateable_names: frozenset[str]
     describe_body: bytes
+    plans: dict[tuple[str, ...], Any] = field(default_factory=dict, repr=False)  # see prepare
 
     def field(self, name: str) -> FieldSpec | None:
         return self.by_lower.get(name.lower())

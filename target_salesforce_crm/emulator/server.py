@@ -349,16 +349,17 @@ class Handler(BaseHTTPRequestHandler):
             if method != "PATCH":
                 self._method_not_allowed(method, "PATCH", limit)
                 return
-            self.send_json(200, dml.upsert(org, segments[2], segments[3], body), limit)
+            self.send(200, dml.upsert(org, segments[2], segments[3], body), JSON_TYPE, limit)
             return
         if version < COLLECTIONS_MIN:
             raise dml.not_found()
         if method == "POST":
-            self.send_json(200, dml.create(org, body), limit)
+            self.send(200, dml.create(org, body), JSON_TYPE, limit)
         elif method == "PATCH":
-            self.send_json(200, dml.update(org, body), limit)
+            self.send(200, dml.update(org, body), JSON_TYPE, limit)
         elif method == "DELETE":
-            self.send_json(200, dml.delete(org, parse_qs(query, keep_blank_values=True)), limit)
+            self.send(200, dml.delete(org, parse_qs(query, keep_blank_values=True)), JSON_TYPE,
+                      limit)
         else:
             self._method_not_allowed(method, "DELETE,PATCH,POST", limit)
 
