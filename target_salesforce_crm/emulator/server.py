@@ -1,31 +1,27 @@
 """HTTP front end: a keep-alive HTTP/1.1 server on loopback that speaks the Salesforce contract.
 
-Responses are written in one `write` (status line, headers and body together)
-with Nagle off, so a client on a keep-alive connection never waits on delayed
-ACKs; that is what lets benchmarks push hundreds of calls per second.
+The HTTP plumbing (request parsing, one-write responses) is in `httpd`; this
+module routes requests to OAuth, describe, limits and sObject Collections.
 """
 
 from __future__ import annotations
 
-import json
 import socket
 import sys
 import threading
 import time
 import traceback
 from dataclasses import dataclass
-from email.utils import formatdate
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
 from . import dml
 from .admin import handle_admin
 from .auth import OAuthError, OAuthServer, parse_basic
+from .httpd import JSON_TYPE, FastHandler
 from .org import Org
 
-JSON_TYPE = "application/json;charset=UTF-8"
 MIN_VERSION, MAX_VERSION = 31, 67
 COLLECTIONS_MIN, UPSERT_MIN = 42, 46
 _SEASONS = ("Winter", "Spring", "Summer")
@@ -107,14 +103,11 @@ def _bearer(header: str | None) -> str | None:
     return token if scheme.lower() in ("bearer", "oauth") and token else None
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(FastHandler):
     """Routes one request; everything org-specific lives in `Org`, `dml` and `auth`."""
 
-    protocol_version = "HTTP/1.1"
     server_version = "SalesforceEmulator"
-    disable_nagle_algorithm = True
     timeout = 300
-    respond_at = 0.0  # monotonic time before which the answer is held (latency_ms)
     server: EmulatorHTTPServer
 
     def setup(self) -> None:
@@ -127,85 +120,7 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             self.server.track(self.connection, opened=False)
 
-    def log_message(self, format: str, *args: Any) -> None:
-        """Stay quiet: benchmarks send thousands of requests."""
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_HEAD(self) -> None:
-        self._dispatch("HEAD")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    # --- plumbing ------------------------------------------------------------------
-
-    def _read_body(self) -> bytes | None:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks: list[bytes] = []
-            while True:
-                size_line = self.rfile.readline(1024).split(b";", 1)[0].strip()
-                try:
-                    size = int(size_line, 16)
-                except ValueError:
-                    return None
-                if size == 0:
-                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                        continue
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline(1024)
-        length = self.headers.get("Content-Length")
-        if not length:
-            return b""
-        if not length.isdigit():
-            return None
-        return self.rfile.read(int(length))
-
-    def send(self, status: int, body: bytes, content_type: str = JSON_TYPE,
-             headers: dict[str, str] | None = None) -> None:
-        respond_at = self.respond_at
-        if respond_at:
-            # latency_ms models the org's whole response time, our own work included
-            self.respond_at = 0.0
-            delay = respond_at - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-        lines = [
-            f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
-            f"Date: {formatdate(usegmt=True)}",
-            f"Content-Type: {content_type}",
-            f"Content-Length: {len(body)}",
-        ]
-        if headers:
-            lines.extend(f"{name}: {value}" for name, value in headers.items())
-        if self.close_connection:
-            lines.append("Connection: close")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        self.wfile.write(head if self.command == "HEAD" else head + body)
-
-    def send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        self.send(status, json.dumps(payload).encode(), JSON_TYPE, headers)
-
-    def _drop(self) -> None:
-        """Simulate a connection cut mid-request: no status line, no body."""
-        self.close_connection = True
-        try:
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            return
-
-    def _dispatch(self, method: str) -> None:
+    def dispatch(self, method: str) -> None:
         """Route one request; an emulator bug answers 500 instead of killing the connection."""
         try:
             self._route_request(method)
@@ -221,7 +136,7 @@ class Handler(BaseHTTPRequestHandler):
         app = self.server.app
         parts = urlsplit(self.path)
         path = parts.path
-        body = self._read_body()
+        body = self.read_body()
         if body is None:
             self.close_connection = True
             self.send_json(400, [{"message": "Bad request body", "errorCode": "INVALID_INPUT"}])
@@ -293,7 +208,7 @@ class Handler(BaseHTTPRequestHandler):
             if admission.fault == "drop":
                 if admission.latency_s:
                     time.sleep(admission.latency_s)
-                self._drop()
+                self.drop()
             elif admission.fault == "html_503":
                 self.send(503, _MAINTENANCE_PAGE, "text/html;charset=UTF-8")
             elif admission.fault == "http_503":
