@@ -850,6 +850,10 @@ def _random_batch(rng, ids: list[str], *, with_id: bool, key: str | None = None)
             record[name] = _random_value(rng, field, bad_rate)
         if rng.random() < bad_rate / 10:
             record["Name"] = "not updateable"
+        if rng.random() < 0.05:  # same keys, another order
+            items = list(record.items())
+            rng.shuffle(items)
+            record = dict(items)
         records.append(record)
     if rng.random() < bad_rate / 5:
         rng.choice(records)["Unknown__c"] = "x"

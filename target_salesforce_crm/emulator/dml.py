@@ -28,6 +28,7 @@ from .prepare import (
     RequestError,
     collection_body,
     expand,
+    in_key_order,
     not_found,
     prepare,
     prepare_exact,
@@ -221,7 +222,8 @@ def _update_clean(org: Org, schema: SObjectSchema, groups: list[Group], count: i
     """
     if org.faults.lock_rate or not all(
             group.clean and group.plan.has_id and group.plan.updateable
-            and not group.plan.unique and not group.plan.indexed for group in groups):
+            and not group.plan.unique and not group.plan.indexed
+            and (group.plan.canonical or in_key_order(group)) for group in groups):
         return None
     store = org.store[schema.name]
     found: list[list[dict[str, Any]]] = []
@@ -283,7 +285,9 @@ def update(org: Org, raw: bytes) -> bytes:
             body = _update_clean(org, *scanned, len(records))
         if body is not None:
             return body
-    prepared = expand(*scanned, len(records)) if scanned else prepare_exact(org, records, None)
+    prepared = expand(*scanned, len(records)) if scanned else None
+    if prepared is None:
+        prepared = prepare_exact(org, records, None)
     _check_chunks(prepared)
     seen: dict[tuple[str, str, str], str] = {}
     with org.lock:

@@ -26,6 +26,7 @@ MISSING: Any = object()
 _FAILED: Any = object()
 _PLAN_CACHE_LIMIT = 512
 _NUMBER_TYPES = frozenset({int, float})
+_ATTRIBUTES = itemgetter("attributes")
 
 
 class RequestError(Exception):
@@ -51,7 +52,7 @@ _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 def loads(raw: bytes) -> Any:
     """Parse a JSON body the way the org's strict parser does (no NaN/Infinity)."""
     try:
-        return _DECODER.decode(raw.decode("utf-8"))
+        return _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     except json.JSONDecodeError as exc:
         raise RequestError(400, "JSON_PARSER_ERROR",
                            f"Unexpected character: {exc.msg} at [line:{exc.lineno}, "
@@ -135,9 +136,8 @@ def record_schema(org: Org, type_name: Any, fixed: SObjectSchema | None) -> SObj
 def prepare(org: Org, records: list[Any], fixed: SObjectSchema | None) -> list[Prepared]:
     """Resolve types and field names for every record; any unknown one rejects the request."""
     scanned = scan(org, records, fixed)
-    if scanned is None:
-        return prepare_exact(org, records, fixed)
-    return expand(*scanned, len(records))
+    prepared = expand(*scanned, len(records)) if scanned else None
+    return prepare_exact(org, records, fixed) if prepared is None else prepared
 
 
 def prepare_exact(org: Org, records: list[Any], fixed: SObjectSchema | None) -> list[Prepared]:
@@ -191,9 +191,12 @@ class Group:
 
     `rows` hold the field values in `plan.names` order (the raw id, if any, trails
     them) and `columns` the same values field by field; `clean` means every value
-    passed unchanged, so no record has an error.
+    passed unchanged, so no record has an error. When `ordered` is false only the
+    records' key *sets* are known to match `shape`; see `in_key_order`.
     """
 
+    shape: tuple[str, ...]
+    ordered: bool
     plan: Plan
     indexes: list[int]
     records: list[dict[str, Any]]
@@ -207,9 +210,14 @@ class Group:
 def scan(org: Org, records: list[Any],
          fixed: SObjectSchema | None) -> tuple[SObjectSchema, list[Group]] | None:
     """Column-wise checks of one-type bodies of known fields; None means "use the exact path"."""
-    if not records or any(type(record) is not dict for record in records):
+    if not records or not all(map(isinstance, records, repeat(dict))):
         return None
-    attributes = [record.get("attributes") for record in records]
+    attributes_everywhere = True
+    try:
+        attributes = list(map(_ATTRIBUTES, records))
+    except KeyError:
+        attributes_everywhere = False
+        attributes = [record.get("attributes") for record in records]
     try:
         types = list(map(dict.get, attributes, repeat("type")))
     except TypeError:
@@ -218,6 +226,22 @@ def scan(org: Org, records: list[Any],
     if types.count(first) != len(types):
         return None
     schema = record_schema(org, first, fixed)  # record 0 would raise the same error first
+    count = len(records)
+    sizes = list(map(len, records))
+    if attributes_everywhere and sizes.count(sizes[0]) == count:
+        # Same number of keys, "attributes" and record 0's other keys everywhere: the
+        # key sets are equal. Their order is only checked where it matters.
+        shape = tuple(records[0])
+        plan = _plan(schema, shape)
+        if plan is None:
+            return None
+        try:
+            rows = list(map(plan.getter, records))
+        except KeyError:
+            pass
+        else:
+            group = _scan_group(shape, False, plan, records, list(range(count)), rows)
+            return None if group is None else (schema, [group])
     shapes = list(map(tuple, records))
     by_shape: dict[tuple[str, ...], list[int]]
     if shapes.count(shapes[0]) == len(shapes):
@@ -229,16 +253,26 @@ def scan(org: Org, records: list[Any],
     groups = []
     for shape, indexes in by_shape.items():
         plan = _plan(schema, shape)
-        group = None if plan is None else _scan_group(plan, [records[i] for i in indexes],
-                                                      indexes)
+        members = records if len(indexes) == len(records) else list(map(records.__getitem__,
+                                                                         indexes))
+        group = None if plan is None else _scan_group(shape, True, plan, members, indexes,
+                                                      list(map(plan.getter, members)))
         if group is None:
             return None
         groups.append(group)
     return schema, groups
 
 
-def expand(schema: SObjectSchema, groups: list[Group], count: int) -> list[Prepared]:
-    """One `Prepared` per record, in request order."""
+def in_key_order(group: Group) -> bool:
+    """Whether every record of the group lists its keys in the order of `group.shape`."""
+    return group.ordered or all(map(group.shape.__eq__, map(tuple, group.records)))
+
+
+def expand(schema: SObjectSchema, groups: list[Group], count: int) -> list[Prepared] | None:
+    """One `Prepared` per record, in request order; None when key orders differ (the
+    order of a record's errors and of its new fields follows its own key order)."""
+    if not all(map(in_key_order, groups)):
+        return None
     out: list[Any] = [None] * count
     for group in groups:
         plan = group.plan
@@ -317,7 +351,9 @@ def _column_ok(spec: FieldSpec, column: tuple[Any, ...]) -> bool:
     if spec.type in ("double", "boolean"):
         kinds = set(map(type, column))
         return kinds == {bool} if spec.type == "boolean" else kinds <= _NUMBER_TYPES
-    if not (spec.plain_text or spec.type == "email" or spec.restricted):
+    if spec.type == "email":
+        return not spec.restricted and emails_valid(column, spec.length)
+    if not (spec.plain_text or spec.restricted):
         return False
     try:
         total = len("".join(column))
@@ -325,13 +361,11 @@ def _column_ok(spec: FieldSpec, column: tuple[Any, ...]) -> bool:
         return False  # not all strings
     if not all(column) or (total > spec.length and max(map(len, column)) > spec.length):
         return False  # an empty string (null) or one too long
-    if spec.type == "email" and not emails_valid(column):
-        return False
     return not spec.restricted or set(column) <= set(spec.picklist)
 
 
-def _scan_group(plan: Plan, records: list[dict[str, Any]], indexes: list[int]) -> Group | None:
-    rows = list(map(plan.getter, records))
+def _scan_group(shape: tuple[str, ...], ordered: bool, plan: Plan, records: list[dict[str, Any]],
+                indexes: list[int], rows: list[tuple[Any, ...]]) -> Group | None:
     columns = list(zip(*rows, strict=True))
     ids: Sequence[Any] = columns.pop() if plan.has_id else (MISSING,) * len(rows)
     errors: dict[int, list[Error]] = {}
@@ -353,4 +387,4 @@ def _scan_group(plan: Plan, records: list[dict[str, Any]], indexes: list[int]) -
         columns[number] = tuple(fixed)
     if not clean:
         rows = list(zip(*columns, strict=True))
-    return Group(plan, indexes, records, rows, columns, ids, errors, clean)
+    return Group(shape, ordered, plan, indexes, records, rows, columns, ids, errors, clean)

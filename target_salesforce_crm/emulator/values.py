@@ -44,12 +44,19 @@ def record_error(code: str, message: str, fields: list[str] | tuple[str, ...] = 
     return {"statusCode": code, "message": message, "fields": list(fields)}
 
 
-def emails_valid(values: Sequence[str]) -> bool:
-    """Whether every one of these strings passes the email check (one C-level pass)."""
-    text = "\n".join(values)
+def emails_valid(values: Sequence[Any], max_length: int) -> bool:
+    """Whether every value is a non-empty string of at most `max_length` characters that
+    passes the email check, as `_text` would find them one by one."""
+    try:
+        text = "\n".join(values)
+    except TypeError:
+        return False  # not all strings
     if text.count("\n") != len(values) - 1:
         return False  # a value holding a newline is never an address
-    unknown = set(text.translate(_SHAPE).split("\n")) - _GOOD_SHAPES
+    shapes = set(text.translate(_SHAPE).split("\n"))  # a shape is as long as its address
+    if "" in shapes or max(map(len, shapes)) > max_length:
+        return False
+    unknown = shapes - _GOOD_SHAPES
     if unknown:
         if not _EMAIL_LINES.fullmatch("\n".join(unknown)):
             return False
