@@ -812,7 +812,7 @@ def _random_value(rng, field: str, bad_rate: float):
         "Loyalty_Score__c": lambda: rng.choice([5, 91.5, 80]),
         "HasOptedOutOfEmail": lambda: rng.choice([True, False]),
         "Birthdate": lambda: "1990-01-31",
-        "External_Id__c": lambda: f"X{rng.randint(1, 210)}",
+        "External_Id__c": lambda: f"{rng.choice('Xx')}{rng.randint(1, 400)}",
     }
     bad = [None, "", "x" * 300, 7, True, 1.5, "not-an-email", "2024-02-30", "a\nb@c.de",
            "81", "false"]
@@ -831,8 +831,10 @@ def _random_batch(rng, ids: list[str], *, with_id: bool, key: str | None = None)
     records = []
     for _ in range(rng.randint(1, 40)):
         shape = list(rng.choice(shapes))
-        if key and key not in shape and rng.random() < 0.95:
+        if key and key not in shape and rng.random() >= bad_rate:
             shape.append(key)
+        if key and "LastName" not in shape and rng.random() < 0.8:
+            shape.append("LastName")  # upserts that insert need it
         record: dict = {"attributes": {"type": "Contact"}}
         if with_id:
             choice = rng.random() if bad_rate else 0.5
@@ -863,7 +865,7 @@ def _random_batch(rng, ids: list[str], *, with_id: bool, key: str | None = None)
 
 
 def test_fast_paths_match_the_reference(monkeypatch):
-    """The column-wise checks and the all-success update commit change nothing observable."""
+    """The column-wise checks and the all-success commits change nothing observable."""
 
     def new_org() -> Org:
         org = Org(build_schemas(["Seg_Loyal__c"]), FaultSettings())
@@ -871,11 +873,15 @@ def test_fast_paths_match_the_reference(monkeypatch):
                               "External_Id__c": f"X{i}"} for i in range(1, 201)])
         return org
 
-    real_scan, real_clean = dml.scan, dml._update_clean
+    real = (dml.scan, dml.update_clean, dml.upsert_clean)
+
+    def off(*args):
+        return None
+
     variants = {
-        "fast": (real_scan, real_clean),
-        "no_clean_commit": (real_scan, lambda *args: None),
-        "reference": (lambda *args: None, real_clean),
+        "fast": real,
+        "no_clean_commit": (real[0], off, off),
+        "reference": (off, *real[1:]),
     }
     orgs = {name: new_org() for name in variants}
     ids = [record["Id"] for record in orgs["fast"].records("Contact")]
@@ -886,9 +892,10 @@ def test_fast_paths_match_the_reference(monkeypatch):
                                 key="External_Id__c" if op == "upsert" else None)
         raw = json.dumps({"allOrNone": rng.random() < 0.2, "records": records}).encode()
         answers = {}
-        for name, (scan, clean) in variants.items():
+        for name, (scan, update_clean, upsert_clean) in variants.items():
             monkeypatch.setattr(dml, "scan", scan)
-            monkeypatch.setattr(dml, "_update_clean", clean)
+            monkeypatch.setattr(dml, "update_clean", update_clean)
+            monkeypatch.setattr(dml, "upsert_clean", upsert_clean)
             org = orgs[name]
             try:
                 if op == "upsert":

@@ -5,30 +5,27 @@ Each call runs in three steps: request-level checks that reject the whole body
 the org lock), then matching, lock faults and the commit under the lock.
 `allOrNone` is honoured by deciding every record before writing any.
 
-An update whose records all succeed (the bulk of a load) is committed by
-`_update_clean` in C-level loops over whole columns; anything else takes the
-record-by-record path, which gives the same answers (a test checks both).
+Updates and upserts whose records all succeed (the bulk of a load) are
+committed by `clean`; anything else takes the record-by-record path here, which
+gives the same answers (a test checks both).
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter, deque
-from itertools import repeat
-from operator import eq, itemgetter, setitem
+from collections import Counter
 from typing import Any
 
+from .clean import UPSERTED, update_clean, upsert_clean
 from .ids import parse_id, to_18
-from .org import Org, derive, timestamp
+from .org import Org, timestamp
 from .prepare import (
     MAX_RECORDS,
     MISSING,
-    Group,
     Prepared,
     RequestError,
     collection_body,
     expand,
-    in_key_order,
     not_found,
     prepare,
     prepare_exact,
@@ -46,12 +43,7 @@ ROLLED_BACK = record_error(
     "AllOrNone header",
 )
 _SUCCESS = '{"id":"%s","success":true,"errors":[]}'
-_BETWEEN_SUCCESSES = '","success":true,"errors":[]},{"id":"'
-_UPSERTED = ('{"id":"%s","success":true,"errors":[],"created":false}',
-             '{"id":"%s","success":true,"errors":[],"created":true}')
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
-_KEY = itemgetter(slice(0, 15))
-_STORED_ID = itemgetter("Id")
 
 
 def encode_results(results: list[dict[str, Any]]) -> bytes:
@@ -66,7 +58,7 @@ def encode_results(results: list[dict[str, Any]]) -> bytes:
                 parts.append(_SUCCESS % record_id)
                 continue
             if type(created) is bool and len(result) == 4:
-                parts.append(_UPSERTED[created] % record_id)
+                parts.append(UPSERTED[created] % record_id)
                 continue
         parts.append(_dumps(result))
     return ("[" + ",".join(parts) + "]").encode()
@@ -213,76 +205,13 @@ def _resolve_id(org: Org, prep: Prepared) -> list[Error]:
     return []
 
 
-def _update_clean(org: Org, schema: SObjectSchema, groups: list[Group], count: int) -> bytes | None:
-    """Commit an update that cannot fail, or return None to take the general path.
-
-    "Cannot fail": clean values of updateable fields that are neither unique nor
-    indexed, every Id exactly as the org handed it out, no lock faults. Call with
-    the lock held.
-    """
-    if org.faults.lock_rate or not all(
-            group.clean and group.plan.has_id and group.plan.updateable
-            and not group.plan.unique and not group.plan.indexed
-            and (group.plan.canonical or in_key_order(group)) for group in groups):
-        return None
-    store = org.store[schema.name]
-    found: list[list[dict[str, Any]]] = []
-    try:
-        for group in groups:
-            stored: list[Any] = list(map(store.get, map(_KEY, group.ids)))
-            if not all(map(eq, map(_STORED_ID, stored), group.ids)):
-                return None
-            found.append(stored)
-    except TypeError:  # an Id that is not a string, or one the org does not hold
-        return None
-    if len(groups) > 1 and len({id(record) for stored in found for record in stored}) < count:
-        return None  # one record twice, in two shapes: apply in request order instead
-    now = timestamp()
-    ids: list[Any] = list(groups[0].ids) if len(groups) == 1 else [None] * count
-    if len(groups) > 1:
-        for group in groups:
-            for index, record_id in zip(group.indexes, group.ids, strict=True):
-                ids[index] = record_id
-    for group, stored in zip(groups, found, strict=True):
-        _write_columns(group, stored, now)
-    org.collections_records += count
-    # Each Id equals one the org handed out: plain alphanumerics, safe to splice in.
-    return ('[{"id":"' + _BETWEEN_SUCCESSES.join(ids) + '","success":true,"errors":[]}]').encode()
-
-
-def _write_columns(group: Group, stored: list[dict[str, Any]], now: str) -> None:
-    """Apply one shape's values with C-level loops over the records.
-
-    With keys spelled as the API names, the request's own record dicts (no longer
-    needed) lose "attributes" and the id and are merged whole; otherwise values go
-    in field by field. Rows of one shape carry the same fields, so a record named
-    twice ends up with its later row, as when rows are applied one after another.
-    """
-    plan, count = group.plan, len(stored)
-    if plan.canonical:
-        for key in plan.extra_keys:
-            deque(map(dict.pop, group.records, repeat(key, count)), maxlen=0)
-        deque(map(dict.update, stored, group.records), maxlen=0)
-    else:
-        for name, column in zip(plan.names, group.columns, strict=True):
-            deque(map(setitem, stored, repeat(name, count), column), maxlen=0)
-    deque(map(setitem, stored, repeat("LastModifiedDate", count), repeat(now, count)), maxlen=0)
-    if plan.full_name is not None:
-        # Non-empty first and last names; the formula field's input is untouched.
-        first, last = (group.columns[i] for i in plan.full_name)
-        full = map(" ".join, zip(first, last, strict=True))
-        deque(map(setitem, stored, repeat("Name", count), full), maxlen=0)
-    elif plan.derived:
-        deque(map(derive, stored), maxlen=0)
-
-
 def update(org: Org, raw: bytes) -> bytes:
     _count_call(org)
     all_or_none, records = collection_body(raw)
     scanned = scan(org, records, None)
     if scanned is not None:
         with org.lock:
-            body = _update_clean(org, *scanned, len(records))
+            body = update_clean(org, *scanned, len(records))
         if body is not None:
             return body
     prepared = expand(*scanned, len(records)) if scanned else None
@@ -313,7 +242,15 @@ def upsert(org: Org, object_name: str, field_name: str, raw: bytes) -> bytes:
                         f"{field_name}")
     _count_call(org)
     all_or_none, records = collection_body(raw)
-    prepared = prepare(org, records, schema)
+    scanned = scan(org, records, schema)
+    if scanned is not None:
+        with org.lock:
+            body = upsert_clean(org, schema, key_spec, scanned[1], len(records))
+        if body is not None:
+            return body
+    prepared = expand(*scanned, len(records)) if scanned else None
+    if prepared is None:
+        prepared = prepare_exact(org, records, schema)
     keys = [prep.values.get(key_spec.name) for prep in prepared]
     counts = Counter(str(value).lower() for value in keys if value is not None)
     with org.lock:
