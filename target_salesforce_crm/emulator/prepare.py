@@ -1,11 +1,12 @@
 """Collections request bodies: request-level checks and per-record value checks (contract §4).
 
-`prepare` is the hot path of every collections call. Records of one type that
-share a key order (a "shape") get one cached `Plan`, and each field is checked
-down the whole column at C speed (`map`, `min`/`max`, one regex over all the
-addresses). Anything unusual (mixed types, unknown or repeated fields, nested
-values) falls back to `prepare_exact`, the record-by-record reference, so the
-errors a request gets never depend on which path ran.
+`scan` is the hot path of every collections call. Records of one type that
+share their keys (a "shape") get one cached `Plan`, and each field is checked
+down the whole column in C-level loops (`map`, `join`, email shapes). Values
+that fail are then coerced one by one, as the reference does. Anything unusual
+(mixed types, unknown or repeated fields, nested values, differing key orders
+where order matters) falls back to `prepare_exact`, the record-by-record
+reference, so the answers a request gets never depend on which path ran.
 """
 
 from __future__ import annotations
