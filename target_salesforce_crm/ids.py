@@ -68,7 +68,9 @@ def normalize_id(value: object, object_type: str) -> tuple[str | None, IdProblem
             f"the Salesforce Id has {len(candidate)} characters or invalid ones; "
             "expected 15 or 18 letters and digits",
         )
-    if len(candidate) == 18:
+    if len(candidate) == 18 and checksum(candidate[:15]) == candidate[15:]:
+        pass  # the Id exactly as Salesforce issued it: the usual case, and the cheapest
+    elif len(candidate) == 18:
         head = candidate[:15]
         mixed_case = head != head.upper() and head != head.lower()
         # a mixed-case Id keeps its case and must match its checksum exactly

@@ -197,7 +197,10 @@ class RecordMapper:
 
     def _check_required(self, payload: dict[str, Any]) -> None:
         """A required field mapped to an empty string would blank it: refuse the record."""
-        if not self._required_mapped:
+        for name in self._required_mapped:
+            if payload.get(name) == "":
+                break
+        else:
             return
         empty = [name for name in self._required_mapped if payload.get(name) == ""]
         if empty:

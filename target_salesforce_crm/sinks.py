@@ -30,6 +30,7 @@ if t.TYPE_CHECKING:
     from target_salesforce_crm.target import TargetSalesforceCRM
 
 _INVALID = "__target_salesforce_crm_invalid__"
+_COUNTER_STEP = 64  # the SDK's record counter metric is fed in steps, not per record
 _DATE_PARSERS = {
     "date-time": datetime_fromisoformat,
     "date": date_fromisoformat,
@@ -66,6 +67,7 @@ class SalesforceSink(BatchSink):
             if (kind := get_datelike_property_type(prop))
         }
         self._add_metadata = self.include_sdc_metadata_properties
+        self._uncounted = 0  # records not yet added to the SDK's record counter metric
         self._drain_size = self.max_size
         for earlier in self.runtime.sinks:  # a new sink after a schema change: keep the order
             if earlier.object_type == self.object_type:
@@ -124,7 +126,10 @@ class SalesforceSink(BatchSink):
         self._singer_validate_message(record)
         self.tally_record_read()
         self.process_record(record, context)
-        self._record_counter.increment()
+        self._uncounted += 1
+        if self._uncounted == _COUNTER_STEP:
+            self._record_counter.increment(_COUNTER_STEP)
+            self._uncounted = 0
         return self._batch_records_read >= self._drain_size
 
     def process_record(self, record: dict, context: dict) -> None:
@@ -204,6 +209,8 @@ class SalesforceSink(BatchSink):
         )
 
     def clean_up(self) -> None:
+        self._record_counter.increment(self._uncounted)
+        self._uncounted = 0
         self.flush()
         self.runtime.land_everything()
         if self.mapper.truncated:

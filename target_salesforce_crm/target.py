@@ -271,7 +271,8 @@ class TargetSalesforceCRM(Target):
             return
         if sink.take(record, message_dict):
             self.drain_one(sink)
-        self._handle_max_record_age()
+        if time.monotonic() >= self._next_age_check:
+            self._handle_max_record_age()
 
     def _process_schema_message(self, message_dict: dict) -> None:
         self._guarded(super()._process_schema_message, message_dict)
