@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from typing import Any
+
+from target_salesforce_crm.settings import SECRET_SETTINGS
 
 _MIN_SECRET_LENGTH = 4
 _MASK = "*****"
@@ -48,3 +51,11 @@ class SecretFilter(logging.Filter):
         if redacted != message:
             record.msg, record.args = redacted, None
         return True
+
+
+def mask_config_secrets(text: str, config: dict[str, Any]) -> str:
+    """Config errors are raised before the log filter knows the secrets: mask them here."""
+    secrets = [str(config[k]) for k in SECRET_SETTINGS if config.get(k) not in (None, "")]
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, _MASK)
+    return text

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import signal
 import sys
 import time
@@ -23,15 +22,14 @@ from singer_sdk.target_base import Target
 
 from target_salesforce_crm.errors import ApiLimitReached, TargetError
 from target_salesforce_crm.reader import QuietSingerReader
-from target_salesforce_crm.redaction import SecretFilter
-from target_salesforce_crm.runtime import Runtime
+from target_salesforce_crm.redaction import SecretFilter, mask_config_secrets
+from target_salesforce_crm.runtime import Runtime, collect_garbage_rarely
 from target_salesforce_crm.settings import (
     AUTH_FLOWS,
     DEFAULT_API_VERSION,
     OBJECT_TYPES,
     OPERATIONS,
     OVERFLOW_POLICIES,
-    SECRET_SETTINGS,
     Settings,
     SettingsError,
     parse_settings,
@@ -131,15 +129,6 @@ INPUT_ERRORS = (
 )
 
 
-def collect_garbage_rarely() -> None:
-    """Records are acyclic and freed by reference counting; with the default thresholds the
-    cyclic collector would run every few dozen records and re-scan every long-lived object.
-    After start-up those are frozen out of its sight, and it runs every 20,000 allocations."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
-
-
 class TargetSalesforceCRM(Target):
     """Keeps Salesforce Contacts or Leads up to date from profiles and segment memberships."""
 
@@ -183,7 +172,7 @@ class TargetSalesforceCRM(Target):
         except (TypeError, ValueError):
             if not errors:
                 raise
-        errors = [_mask_secrets(error, config) for error in errors]
+        errors = [mask_config_secrets(error, config) for error in errors]
         if errors and raise_errors:
             _report_config_failure(config, errors)
             raise ConfigValidationError(
@@ -404,14 +393,6 @@ class TargetSalesforceCRM(Target):
         except Exception as exc:
             target.finish(error=SecretFilter.redact(f"{type(exc).__name__}: {exc}"))
             raise
-
-
-def _mask_secrets(text: str, config: dict[str, t.Any]) -> str:
-    """Config errors are raised before the log filter knows the secrets: mask them here."""
-    secrets = [str(config[k]) for k in SECRET_SETTINGS if config.get(k) not in (None, "")]
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "*****")
-    return text
 
 
 def _report_config_failure(config: dict[str, t.Any], errors: list[str]) -> None:
