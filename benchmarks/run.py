@@ -90,7 +90,7 @@ if sys.prefix == sys.base_prefix and VENV_PYTHON.exists() and __name__ == "__mai
     os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), *sys.argv])
 
 sys.path.insert(0, str(ROOT))
-from target_salesforce_crm.emulator import make_id  # noqa: E402
+from target_salesforce_crm.emulator import FIXTURE_CREDENTIALS, make_id  # noqa: E402
 
 PYTHON = sys.executable
 GEN_VERSION = 1
@@ -111,13 +111,7 @@ FIRST = ("Ana", "Ben", "Chloe", "Dmitri", "Eunji", "Farah", "Gus", "Hana", "Ivan
          "Lena", "Mateo", "Noor", "Olu", "Priya", "Quinn", "Rosa", "Sven", "Tariq")
 LAST = ("Okafor", "Muller", "Nguyen", "Garcia", "Kim", "Rossi", "Haddad", "Silva", "Novak",
         "Ito", "Dubois", "Kowalski", "Mensah", "Larsen", "Cohen", "Petrov", "Shah", "Lopez")
-CREDENTIALS = {
-    "username": "integration@example.com",
-    "password": "emulator-password",
-    "security_token": "EMULATORTOKEN",
-    "client_id": "emulator-consumer-key",
-    "client_secret": "emulator-consumer-secret",
-}
+CREDENTIALS = dict(FIXTURE_CREDENTIALS)  # the emulator's documented fixture login
 _NULLABLE_STRING = {"type": ["string", "null"]}
 SCHEMA = {
     "type": "object",

@@ -105,6 +105,7 @@ class RecordMapper:
         self.upsert = settings.operation == "upsert"
         self.truncate = settings.string_overflow == "truncate"
         self.truncated: dict[str, int] = {}
+        self._fitters: dict[str, Callable[[str], str]] = {}
         self.id_path = Path(settings.id_source)
         self.external_id: MappedField | None = None
         if self.upsert and settings.external_id_field and settings.external_id_source:
@@ -197,10 +198,7 @@ class RecordMapper:
 
     def _check_required(self, payload: dict[str, Any]) -> None:
         """A required field mapped to an empty string would blank it: refuse the record."""
-        for name in self._required_mapped:
-            if payload.get(name) == "":
-                break
-        else:
+        if "" not in map(payload.get, self._required_mapped):
             return
         empty = [name for name in self._required_mapped if payload.get(name) == ""]
         if empty:
@@ -262,7 +260,13 @@ class RecordMapper:
         return _as_text(value)
 
     def _fitter(self, spec: FieldSpec) -> Callable[[str], str]:
-        """Checks that a text fits ``spec`` (email syntax, length, encodable), or truncates."""
+        """Checks that a text fits ``spec`` (email syntax, length, encodable), or truncates;
+        built once per field."""
+        if spec.name not in self._fitters:
+            self._fitters[spec.name] = self._new_fitter(spec)
+        return self._fitters[spec.name]
+
+    def _new_fitter(self, spec: FieldSpec) -> Callable[[str], str]:
         email = spec.type == "email"
         length = spec.length
         truncate = self.truncate and not email

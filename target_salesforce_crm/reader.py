@@ -3,6 +3,7 @@ profile data)."""
 
 from __future__ import annotations
 
+import contextlib
 import decimal
 import json
 import typing as t
@@ -27,10 +28,8 @@ class QuietSingerReader(SingerReader):
 
     def deserialize_json(self, line: str | bytes) -> dict:
         self.line_number += 1
-        try:
+        with contextlib.suppress(msgspec.DecodeError):
             return _decode(line)
-        except msgspec.DecodeError:
-            pass
         try:  # what msgspec refuses but Python's json accepts (NaN, Infinity) still reads
             return deserialize_json(line)
         except json.JSONDecodeError as exc:

@@ -13,19 +13,13 @@ from typing import Any
 
 import pytest
 
-from target_salesforce_crm.emulator import Emulator, make_id
+from target_salesforce_crm.emulator import FIXTURE_CREDENTIALS, Emulator, make_id
 
 ROOT = Path(__file__).resolve().parent.parent
 SEGMENT_FIELDS = ["Seg_Loyal__c", "Seg_Churn_Risk__c", "Seg_Newsletter__c"]
 SEGMENTS = {"seg-loyal": "Seg_Loyal__c", "seg-churn": "Seg_Churn_Risk__c",
             "seg-news": "Seg_Newsletter__c"}
-CREDENTIALS = {
-    "username": "integration@example.com",
-    "password": "emulator-password",
-    "security_token": "EMULATORTOKEN",
-    "client_id": "emulator-consumer-key",
-    "client_secret": "emulator-consumer-secret",
-}
+CREDENTIALS = dict(FIXTURE_CREDENTIALS)  # the emulator's documented fixture login
 PROFILE_SCHEMA = {
     "type": "object",
     "properties": {

@@ -6,6 +6,6 @@ the client's tests exercise real HTTP against independent behaviour.
 
 from .faults import FaultSettings
 from .ids import make_id
-from .service import Emulator
+from .service import FIXTURE_CREDENTIALS, Emulator
 
-__all__ = ["Emulator", "FaultSettings", "make_id"]
+__all__ = ["FIXTURE_CREDENTIALS", "Emulator", "FaultSettings", "make_id"]

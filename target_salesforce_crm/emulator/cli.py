@@ -18,7 +18,7 @@ from types import FrameType
 from typing import Any
 
 from .faults import INT_FIELDS, RATE_FIELDS
-from .service import Emulator
+from .service import FIXTURE_CREDENTIALS, Emulator
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,11 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", action="append", default=[], metavar="OBJECT=path.jsonl",
                         help="load records (one JSON object per line) before serving")
     parser.add_argument("--ready-file", type=Path, help="write the base URL here once serving")
-    parser.add_argument("--username", default="integration@example.com")
-    parser.add_argument("--password", default="emulator-password")
-    parser.add_argument("--security-token", default="EMULATORTOKEN")
-    parser.add_argument("--client-id", default="emulator-consumer-key")
-    parser.add_argument("--client-secret", default="emulator-consumer-secret")
+    parser.add_argument("--username", default=FIXTURE_CREDENTIALS["username"])
+    parser.add_argument("--password", default=FIXTURE_CREDENTIALS["password"])
+    parser.add_argument("--security-token", default=FIXTURE_CREDENTIALS["security_token"])
+    parser.add_argument("--client-id", default=FIXTURE_CREDENTIALS["client_id"])
+    parser.add_argument("--client-secret", default=FIXTURE_CREDENTIALS["client_secret"])
     parser.add_argument("--refresh-token", action="append", dest="refresh_tokens",
                         metavar="TOKEN", help="valid refresh token (repeatable)")
     parser.add_argument("--rotate-refresh-tokens", action="store_true")

@@ -10,6 +10,7 @@ delayed ACKs.
 
 from __future__ import annotations
 
+import abc
 import json
 import socket
 import time
@@ -41,7 +42,7 @@ class Headers(dict[str, str]):
         return dict.get(self, name.lower(), default)
 
 
-class FastHandler(BaseHTTPRequestHandler):
+class FastHandler(BaseHTTPRequestHandler, abc.ABC):
     """Keep-alive HTTP/1.1 request handling that stays cheap per request."""
 
     protocol_version = "HTTP/1.1"
@@ -51,8 +52,9 @@ class FastHandler(BaseHTTPRequestHandler):
     headers: Any
     raw_requestline: bytes
 
+    @abc.abstractmethod
     def dispatch(self, method: str) -> None:
-        raise NotImplementedError
+        """Answer one request; the emulator's handler in server.py routes it."""
 
     def do_GET(self) -> None:
         self.dispatch("GET")

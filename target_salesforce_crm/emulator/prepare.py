@@ -237,10 +237,10 @@ def scan(org: Org, records: list[Any],
         if plan is None:
             return None
         try:
-            rows = list(map(plan.getter, records))
-        except KeyError:
-            pass
-        else:
+            rows: list[Any] | None = list(map(plan.getter, records))
+        except KeyError:  # a key missing somewhere: the per-shape grouping below decides
+            rows = None
+        if rows is not None:
             group = _scan_group(shape, False, plan, records, list(range(count)), rows)
             return None if group is None else (schema, [group])
     shapes = list(map(tuple, records))

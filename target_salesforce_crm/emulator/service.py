@@ -13,6 +13,15 @@ from .org import Org
 from .schema import build_schemas
 from .server import App, EmulatorHTTPServer
 
+# the documented fixture login every emulator accepts unless told otherwise
+FIXTURE_CREDENTIALS = {
+    "username": "integration@example.com",
+    "password": "emulator-password",
+    "security_token": "EMULATORTOKEN",
+    "client_id": "emulator-consumer-key",
+    "client_secret": "emulator-consumer-secret",
+}
+
 
 class Emulator:
     """A Salesforce org on loopback with Contacts, Leads, OAuth, limits and fault injection.
@@ -24,11 +33,11 @@ class Emulator:
     def __init__(
         self,
         segment_fields: Iterable[str] = ("Seg_Loyal__c",),
-        username: str = "integration@example.com",
-        password: str = "emulator-password",  # noqa: S107 - documented fixture credential
-        security_token: str = "EMULATORTOKEN",  # noqa: S107 - documented fixture credential
-        client_id: str = "emulator-consumer-key",
-        client_secret: str = "emulator-consumer-secret",  # noqa: S107 - fixture credential
+        username: str = FIXTURE_CREDENTIALS["username"],
+        password: str = FIXTURE_CREDENTIALS["password"],
+        security_token: str = FIXTURE_CREDENTIALS["security_token"],
+        client_id: str = FIXTURE_CREDENTIALS["client_id"],
+        client_secret: str = FIXTURE_CREDENTIALS["client_secret"],
         refresh_tokens: Iterable[str] = ("emulator-refresh-token",),
         rotate_refresh_tokens: bool = False,
         jwt_public_key: str | None = None,
