@@ -11,7 +11,7 @@ import stat
 import threading
 from typing import IO, Any
 
-from target_salesforce_crm.errors import ConfigError
+from target_salesforce_crm.salesforce.errors import ConfigError
 
 LOGGER = logging.getLogger("target-salesforce-crm")
 _MIN_SCRUB_LENGTH = 3

@@ -13,86 +13,75 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from target_salesforce_crm.client import SalesforceClient
-from target_salesforce_crm.deadletter import DeadLetter, scrub
-from target_salesforce_crm.errors import (
+from target_salesforce_crm.deadletter import scrub
+from target_salesforce_crm.rejections import Rejection, Rejector, Source
+from target_salesforce_crm.salesforce.client import SalesforceClient
+from target_salesforce_crm.salesforce.errors import (
     ApiLimitReached,
     ErrorClass,
     RequestFailed,
     TargetError,
     classify_record_error,
 )
-from target_salesforce_crm.ids import is_salesforce_id
-from target_salesforce_crm.retry import Backoff
+from target_salesforce_crm.salesforce.retry import Backoff
 from target_salesforce_crm.stats import RunStats, StreamStats
 
 LOGGER = logging.getLogger("target-salesforce-crm")
 LOCK_RETRY_ATTEMPTS = 6
-LOGGED_REJECTIONS = 50  # one warning line each; after that, a count every 1,000
 
 
 @dataclass
 class Entry:
-    """One payload for one Salesforce record, and the source records merged into it."""
+    """One payload for one Salesforce record, and the source records merged into it (with
+    the stream each came from: a later stream may take over an earlier stream's entry)."""
 
     key: str
     payload: dict[str, Any]
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[tuple[Source, dict[str, Any]]] = field(default_factory=list)
 
-    def merge(self, payload: dict[str, Any], record: dict[str, Any]) -> None:
+    def merge(self, payload: dict[str, Any], source: Source, record: dict[str, Any]) -> None:
         """Later values win, field by field; absent fields keep the earlier value."""
         self.payload.update(payload)
-        self.records.append(record)
+        self.records.append((source, record))
 
 
 @dataclass
 class Chunk:
     """Entries for one collections call, with what is needed to account for the results."""
 
-    stream: str
-    object_type: str
-    stats: StreamStats
+    source: Source
     segment_fields: tuple[str, ...]
     entries: list[Entry]
     external_id_field: str | None = None
 
     @property
+    def object_type(self) -> str:
+        return self.source.object_type
+
+    @property
+    def stats(self) -> StreamStats:
+        return self.source.stats
+
+    @property
     def keys(self) -> list[tuple[str, str]]:
-        return [(self.object_type, e.key) for e in self.entries]
+        return [(self.source.object_type, e.key) for e in self.entries]
 
 
 class Deliverer:
     """Sends one chunk and accounts for every record in it (landed, retried or rejected)."""
 
     def __init__(
-        self, client: SalesforceClient, dead_letter: DeadLetter, stats: RunStats, *, dry_run: bool
+        self, client: SalesforceClient, rejector: Rejector, stats: RunStats, *, dry_run: bool
     ) -> None:
         self.client = client
-        self.dead_letter = dead_letter
+        self.rejector = rejector
         self.stats = stats
         self.dry_run = dry_run
-        self.logged_rejections = 0
-        self._log_lock = threading.Lock()
 
-    def reject(self, chunk: Chunk, entry: Entry, code: str, message: str,
-               fields: tuple[str, ...] | list[str], origin: str = "salesforce") -> None:
-        for record in entry.records:
-            self.dead_letter.write(
-                stream=chunk.stream, object_type=chunk.object_type, record_id=entry.key or None,
-                code=code, message=message, fields=fields, origin=origin, record=record,
-            )
-            self.stats.rejected(chunk.stats, code)
-        with self._log_lock:
-            self.logged_rejections += 1
-            count = self.logged_rejections
-        if count <= LOGGED_REJECTIONS:
-            # only a checked Salesforce Id is logged: an external id or a malformed Id may
-            # be profile data (the dead-letter file, the user's own, keeps it)
-            shown = entry.key if is_salesforce_id(entry.key, chunk.object_type) else "(see file)"
-            LOGGER.warning("rejected %s %s in stream %s: %s %s", chunk.object_type, shown,
-                           chunk.stream, code, list(fields))
-        elif count % 1000 == 0:
-            LOGGER.warning("%d records rejected so far (see the dead-letter file)", count)
+    def reject(self, entry: Entry, code: str, message: str,
+               fields: tuple[str, ...] | list[str]) -> None:
+        self.rejector.reject(Rejection(code, message, tuple(fields), origin="salesforce"),
+                             entry.key, entry.records)
 
     def deliver(self, chunk: Chunk) -> None:
         if self.dry_run:
@@ -146,12 +135,12 @@ class Deliverer:
                         f"Salesforce answered {code} for {chunk.object_type}: the org's data "
                         "storage is full; free storage, then re-run to resume"
                     )
-                self.reject(chunk, entry, code, scrub(str(error.get("message") or ""),
-                                                      entry.payload), error.get("fields") or [])
+                self.reject(entry, code, scrub(str(error.get("message") or ""), entry.payload),
+                            error.get("fields") or [])
             self.stats.landed(chunk.stats, landed, chunk.segment_fields)
             if locked and not backoff.sleep():
                 for entry in locked:
-                    self.reject(chunk, entry, "UNABLE_TO_LOCK_ROW",
+                    self.reject(entry, "UNABLE_TO_LOCK_ROW",
                                 f"record still locked after {LOCK_RETRY_ATTEMPTS} retries", [])
                 return
             if locked:
@@ -162,8 +151,8 @@ class Deliverer:
         """A request-level data error: split until the culprit record is alone, then reject it."""
         if len(entries) == 1:
             entry = entries[0]
-            self.reject(chunk, entry, exc.error_code or "REQUEST_FAILED",
-                        scrub(str(exc), entry.payload), [])
+            self.reject(entry, exc.error_code or "REQUEST_FAILED", scrub(str(exc), entry.payload),
+                        [])
             return
         middle = len(entries) // 2
         LOGGER.info("request-level %s on a %d-record call; splitting to isolate the record",

@@ -15,36 +15,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from target_salesforce_crm.ids import normalize_id
-from target_salesforce_crm.preflight import FieldSpec
+from target_salesforce_crm.rejections import RecordRejected, Rejection
+from target_salesforce_crm.salesforce.describe import (
+    INTEGER_TYPES,
+    NUMBER_TYPES,
+    TEXT_TYPES,
+    FieldSpec,
+)
+from target_salesforce_crm.salesforce.ids import normalize_id
 from target_salesforce_crm.settings import Settings
 
 _MISSING = object()
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
                     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
 _SURROGATE = re.compile("[\ud800-\udfff]")
-TEXT_TYPES = frozenset(
-    {"string", "textarea", "email", "phone", "url", "picklist", "multipicklist", "combobox",
-     "reference", "encryptedstring"}
-)
-INTEGER_TYPES = frozenset({"int", "long"})
-NUMBER_TYPES = frozenset({"double", "currency", "percent"})
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """Why a record cannot be sent: code, message (no profile values) and fields."""
-
-    code: str
-    message: str
-    fields: tuple[str, ...] = ()
-
-
-class RecordRejected(Exception):
-    def __init__(self, rejection: Rejection) -> None:
-        super().__init__(rejection.message)
-        self.rejection = rejection
-
 
 class Path:
     """A source path: tried as one literal key first, then walked through nested objects, then

@@ -6,61 +6,20 @@ events"; we refuse to start instead, naming every field that cannot work.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from target_salesforce_crm.errors import ConfigError
+from target_salesforce_crm.salesforce.describe import WRITABLE_TYPES, FieldSpec, field_specs
+from target_salesforce_crm.salesforce.errors import ConfigError
 from target_salesforce_crm.settings import Settings
 
-WRITABLE_TYPES = frozenset(
-    {"string", "textarea", "email", "phone", "url", "picklist", "multipicklist", "combobox",
-     "reference", "boolean", "int", "long", "double", "currency", "percent", "date",
-     "datetime", "encryptedstring"}
-)
 SEGMENT_STATUSES = ("realized", "existing", "exited")
-
-
-@dataclass(frozen=True)
-class FieldSpec:
-    """What the target needs to know about one Salesforce field."""
-
-    name: str
-    type: str
-    length: int
-    createable: bool
-    updateable: bool
-    required_on_create: bool
-    external_id: bool
-    case_sensitive: bool
-    html_formatted: bool
-
-    @classmethod
-    def from_describe(cls, field: dict[str, Any]) -> FieldSpec:
-        return cls(
-            name=field["name"],
-            type=str(field.get("type", "string")),
-            length=int(field.get("length") or 0),
-            createable=bool(field.get("createable")),
-            updateable=bool(field.get("updateable")),
-            required_on_create=bool(field.get("createable"))
-            and not field.get("nillable", True)
-            and not field.get("defaultedOnCreate", False),
-            external_id=bool(field.get("externalId")) or (
-                bool(field.get("idLookup")) and field.get("type") != "id"
-            ),
-            case_sensitive=bool(field.get("caseSensitive")),
-            html_formatted=bool(field.get("htmlFormatted"))
-            or str(field.get("extraTypeInfo") or "").lower() == "richtextarea",
-        )
 
 
 def check_fields(
     settings: Settings, object_type: str, describe: dict[str, Any]
 ) -> dict[str, FieldSpec]:
     """Return the object's fields by lower-case name, or raise ConfigError listing problems."""
-    fields = {
-        f["name"].lower(): FieldSpec.from_describe(f) for f in describe.get("fields", [])
-    }
+    fields = field_specs(describe)
     upsert = settings.operation == "upsert"
     problems: list[str] = []
 

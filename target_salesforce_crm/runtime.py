@@ -5,39 +5,49 @@ from __future__ import annotations
 import gc
 import logging
 import threading
-import typing as t
 from typing import Any
 
-from target_salesforce_crm.client import SalesforceClient
 from target_salesforce_crm.deadletter import DeadLetter
-from target_salesforce_crm.delivery import Deliverer, Dispatcher
-from target_salesforce_crm.preflight import FieldSpec, check_fields
+from target_salesforce_crm.delivery import Deliverer, Dispatcher, Entry
+from target_salesforce_crm.preflight import check_fields
+from target_salesforce_crm.rejections import Rejector
+from target_salesforce_crm.salesforce.auth import TokenProvider
+from target_salesforce_crm.salesforce.client import SalesforceClient
+from target_salesforce_crm.salesforce.describe import FieldSpec
+from target_salesforce_crm.salesforce.transport import TIMEOUT, new_session
 from target_salesforce_crm.settings import Settings
 from target_salesforce_crm.stats import RunStats, write_report
-
-if t.TYPE_CHECKING:
-    from target_salesforce_crm.sinks import SalesforceSink
 
 LOGGER = logging.getLogger("target-salesforce-crm")
 
 
 class Runtime:
-    """Created on the first SCHEMA, so a run with no data makes no network call."""
+    """The run's services, built once right after the settings are parsed.
+
+    Building them makes no network call: the first token and describe wait for the first
+    SCHEMA, so a run with no data touches nothing."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.client = SalesforceClient(settings)
         # a dry run writes nothing, not even the dead-letter file (the report has the counts)
         self.dead_letter = DeadLetter(None if settings.dry_run else settings.rejected_records_path)
         self.dead_letter.check_writable()
+        session = new_session(settings.max_concurrency)
+        tokens = TokenProvider(settings.login_url, settings.auth_flow, settings.credentials,
+                               session, TIMEOUT)
+        self.client = SalesforceClient(
+            tokens, settings.api_version, session,
+            api_usage_limit_percent=settings.api_usage_limit_percent,
+        )
         self.stats = RunStats(dry_run=settings.dry_run)
+        self.rejector = Rejector(self.dead_letter, self.stats)
         self.deliverer = Deliverer(
-            self.client, self.dead_letter, self.stats, dry_run=settings.dry_run
+            self.client, self.rejector, self.stats, dry_run=settings.dry_run
         )
         self.dispatcher = Dispatcher(settings.max_concurrency, self.deliverer.deliver)
         self.client.on_concurrency_limit = self.dispatcher.lower_concurrency
+        self.pending = PendingIndex()
         self._fields: dict[str, dict[str, FieldSpec]] = {}
-        self.sinks: list[SalesforceSink] = []
         self._lock = threading.Lock()
 
     def fields_for(self, object_type: str) -> dict[str, FieldSpec]:
@@ -86,6 +96,30 @@ class Runtime:
             write_report(self.settings.run_report_path, report)
         self.dead_letter.close()
         self.dispatcher.shutdown()
+
+
+class PendingIndex:
+    """Which unsent entry holds each (object, key), across every stream's sink.
+
+    A record for a key that another stream holds unsent takes that entry over (later values
+    win, field by field), so the org ends as if all streams were one stream in input order."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str], tuple[dict[str, Entry], Entry]] = {}
+
+    def claim(self, object_type: str, key: str, holder: dict[str, Entry]) -> Entry | None:
+        """Take the entry for ``key`` out of another holder, or None if nobody holds it."""
+        found = self._entries.get((object_type, key))
+        if found is None or found[0] is holder:
+            return None
+        del found[0][key]
+        return found[1]
+
+    def hold(self, object_type: str, entry: Entry, holder: dict[str, Entry]) -> None:
+        self._entries[(object_type, entry.key)] = (holder, entry)
+
+    def release(self, object_type: str, key: str) -> None:
+        self._entries.pop((object_type, key), None)
 
 
 def collect_garbage_rarely() -> None:

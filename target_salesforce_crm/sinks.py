@@ -22,12 +22,13 @@ from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
 from target_salesforce_crm.delivery import Chunk, Entry
-from target_salesforce_crm.mapping import RecordMapper, RecordRejected, Rejection
+from target_salesforce_crm.mapping import RecordMapper
+from target_salesforce_crm.rejections import RecordRejected, Rejection, Source
+from target_salesforce_crm.runtime import Runtime
 from target_salesforce_crm.validation import CompiledValidator
 
 if t.TYPE_CHECKING:
-    from target_salesforce_crm.runtime import Runtime
-    from target_salesforce_crm.target import TargetSalesforceCRM
+    from singer_sdk.target_base import Target
 
 _INVALID = "__target_salesforce_crm_invalid__"
 _COUNTER_STEP = 64  # the SDK's record counter metric is fed in steps, not per record
@@ -43,8 +44,12 @@ class SalesforceSink(BatchSink):
 
     MAX_SIZE_DEFAULT = 200
 
-    def __init__(self, target: TargetSalesforceCRM, *args: Any, **kwargs: Any) -> None:
-        self.runtime: Runtime = target.runtime
+    def __init__(self, target: Target, *args: Any, **kwargs: Any) -> None:
+        runtime = getattr(target, "runtime", None)
+        if not isinstance(runtime, Runtime):
+            msg = "SalesforceSink needs a target that built a Runtime"
+            raise TypeError(msg)
+        self.runtime = runtime
         super().__init__(target, *args, **kwargs)
 
     def setup(self) -> None:
@@ -60,7 +65,9 @@ class SalesforceSink(BatchSink):
         )
         self.segment_fields = tuple(spec.name for _, spec, _ in self.mapper.segments)
         self.stream_stats = self.runtime.stats.stream(self.stream_name, self.object_type)
+        self.source = Source(self.stream_name, self.object_type, self.stream_stats)
         self._pending: dict[str, Entry] = {}
+        self._index = self.runtime.pending
         self._date_fields = {
             key: kind
             for key, prop in self.schema.get("properties", {}).items()
@@ -69,10 +76,6 @@ class SalesforceSink(BatchSink):
         self._add_metadata = self.include_sdc_metadata_properties
         self._uncounted = 0  # records not yet added to the SDK's record counter metric
         self._drain_size = self.max_size
-        for earlier in self.runtime.sinks:  # a new sink after a schema change: keep the order
-            if earlier.object_type == self.object_type:
-                earlier.flush()
-        self.runtime.sinks.append(self)
 
     def get_validator(self) -> BaseJSONSchemaValidator | None:
         return CompiledValidator(self.schema) if self.validate_schema else None
@@ -137,33 +140,34 @@ class SalesforceSink(BatchSink):
         stats.received += 1
         if _INVALID in record:
             message = record.pop(_INVALID)
-            raw_id = self.mapper.key_path.get(record)
-            self._reject_now(record, None if raw_id is None else str(raw_id), "INVALID_RECORD",
-                             message, ())
+            self._reject_now(record, Rejection("INVALID_RECORD", message))
             return
         try:
             mapped = self.mapper.map(record)
         except RecordRejected as exc:
-            rejection = exc.rejection
-            raw_id = self.mapper.key_path.get(record)
-            self._reject_now(record, None if raw_id is None else str(raw_id),
-                             rejection.code, rejection.message, rejection.fields)
+            self._reject_now(record, exc.rejection)
             return
         existing = self._pending.get(mapped.key)
         if existing is None:
-            self._pending[mapped.key] = Entry(mapped.key, mapped.payload, [record])
+            existing = self._index.claim(self.object_type, mapped.key, self._pending)
+            if existing is not None:  # another stream's older value: merged, then sent here
+                existing.records[-1][0].stats.merged += 1
+                existing.merge(mapped.payload, self.source, record)
+                self._pending[mapped.key] = existing
+            else:
+                entry = Entry(mapped.key, mapped.payload, [(self.source, record)])
+                self._pending[mapped.key] = entry
+            self._index.hold(self.object_type, self._pending[mapped.key], self._pending)
         else:
-            existing.merge(mapped.payload, record)
+            existing.merge(mapped.payload, self.source, record)
             stats.merged += 1
         if not stats.received & 63:  # the clock is read every 64 records, not every one
             self.runtime.stats.maybe_log_progress(self.runtime.api_summary)
 
-    def _reject_now(self, record: dict, record_id: str | None, code: str, message: str,
-                    fields: tuple[str, ...]) -> None:
-        self.runtime.deliverer.reject(
-            self._chunk([]), Entry(record_id or "", {}, [record]), code, message, fields,
-            origin="client",
-        )
+    def _reject_now(self, record: dict, rejection: Rejection) -> None:
+        raw_id = self.mapper.key_path.get(record)
+        self.runtime.rejector.reject(rejection, None if raw_id is None else str(raw_id),
+                                     [(self.source, record)])
 
     def process_batch(self, context: dict) -> None:
         """Send every full ``batch_size`` chunk; keep the remainder for the next one."""
@@ -190,19 +194,17 @@ class SalesforceSink(BatchSink):
                     entries.append(entry)
                 else:
                     incomplete.append((entry, problem))
-            if entries:
-                self.runtime.dispatcher.submit(self._chunk(entries))
             for key in keys:
                 del self._pending[key]
+                self._index.release(self.object_type, key)
             for entry, problem in incomplete:
-                self.runtime.deliverer.reject(self._chunk([]), entry, problem.code,
-                                              problem.message, problem.fields, origin="client")
+                self.runtime.rejector.reject(problem, entry.key, entry.records)
+            if entries:
+                self.runtime.dispatcher.submit(self._chunk(entries))
 
     def _chunk(self, entries: list[Entry]) -> Chunk:
         return Chunk(
-            stream=self.stream_name,
-            object_type=self.object_type,
-            stats=self.stream_stats,
+            source=self.source,
             segment_fields=self.segment_fields,
             entries=entries,
             external_id_field=self.external_id_field,

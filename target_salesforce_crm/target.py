@@ -18,12 +18,13 @@ from singer_sdk.exceptions import (
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.plugin_base import _ConfigInput
 from singer_sdk.singerlib.exceptions import InvalidInputLine
+from singer_sdk.sinks import Sink
 from singer_sdk.target_base import Target
 
-from target_salesforce_crm.errors import ApiLimitReached, TargetError
 from target_salesforce_crm.reader import QuietSingerReader
 from target_salesforce_crm.redaction import SecretFilter, mask_config_secrets
 from target_salesforce_crm.runtime import Runtime, collect_garbage_rarely
+from target_salesforce_crm.salesforce.errors import ApiLimitReached, TargetError
 from target_salesforce_crm.settings import (
     AUTH_FLOWS,
     DEFAULT_API_VERSION,
@@ -140,7 +141,6 @@ class TargetSalesforceCRM(Target):
     _MAX_RECORD_AGE_IN_MINUTES = 1.0
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        self._runtime: Runtime | None = None
         self._finished = False
         self._busy = False
         self._termination: int | None = None
@@ -154,6 +154,8 @@ class TargetSalesforceCRM(Target):
         self.max_parallelism = 1
         self.settings: Settings = parse_settings(dict(self.config))
         SecretFilter.install(self.settings.credentials.values())
+        self.runtime = Runtime(self.settings)
+        SecretFilter.install_provider(self.runtime.client.tokens.secrets)
 
     @classmethod
     def append_builtin_config(cls, config_jsonschema: dict) -> None:
@@ -180,22 +182,31 @@ class TargetSalesforceCRM(Target):
             )
         return errors
 
-    @property
-    def runtime(self) -> Runtime:
-        if self._runtime is None:
-            self._runtime = Runtime(self.settings)
-            SecretFilter.install_provider(self._runtime.client.tokens.secrets)
-        return self._runtime
+    def _our_sinks(self) -> list[SalesforceSink]:
+        """The SDK's own sinks: those retired by a schema change first, then the active ones."""
+        sinks = [*self._sinks_to_clear, *self._sinks_active.values()]
+        return [sink for sink in sinks if isinstance(sink, SalesforceSink)]
 
     def _flush_sinks(self) -> None:
-        for sink in self.runtime.sinks:
+        for sink in self._our_sinks():
             sink.flush()
+
+    def get_sink(self, stream_name: str, *, record: dict | None = None,
+                 schema: dict | None = None, key_properties: t.Sequence[str] | None = None
+                 ) -> Sink:
+        """After a schema change, what the retired sink holds goes out before the new sink
+        receives its first record."""
+        sink = super().get_sink(stream_name, record=record, schema=schema,
+                                key_properties=key_properties)
+        for retired in self._sinks_to_clear:
+            if isinstance(retired, SalesforceSink):
+                retired.flush()
+        return sink
 
     def _write_state_message(self, state: dict) -> None:
         """STATE only after everything it covers has landed or is durably dead-lettered."""
-        if self._runtime is not None:
-            self._flush_sinks()
-            self._runtime.land_everything()
+        self._flush_sinks()
+        self.runtime.land_everything()
         if self.settings.dry_run:
             if not self._dry_run_state_noted:
                 self._dry_run_state_noted = True
@@ -216,8 +227,7 @@ class TargetSalesforceCRM(Target):
         self._next_age_check = now + min(1.0, 15 * self._MAX_RECORD_AGE_IN_MINUTES)
         if now >= self._next_partial_flush:
             self._next_partial_flush = now + 60 * self._MAX_RECORD_AGE_IN_MINUTES
-            if self._runtime is not None:
-                self._flush_sinks()
+            self._flush_sinks()
         super()._handle_max_record_age()
 
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
@@ -304,10 +314,10 @@ class TargetSalesforceCRM(Target):
         Only while the main thread waits in the reader (not ``_busy``), where none of our
         locks or buffers is in use; an error raised here ends the run like any other."""
         idle = time.monotonic() - self._last_message
-        if self._busy or self._runtime is None or idle < IDLE_FLUSH_SECONDS:
+        if self._busy or idle < IDLE_FLUSH_SECONDS:
             return
         unsent_state = self._latest_state and self._latest_state != self._emitted_state
-        if any(sink.has_pending() for sink in self._runtime.sinks) or unsent_state:
+        if any(sink.has_pending() for sink in self._our_sinks()) or unsent_state:
             self._busy = True
             try:
                 self._flush_sinks()
@@ -333,9 +343,8 @@ class TargetSalesforceCRM(Target):
     def process_endofpipe(self) -> None:
         self._busy = True  # a signal now only lets the final drain finish
         super().process_endofpipe()
-        if self._runtime is not None:
-            self._flush_sinks()
-            self._runtime.land_everything()
+        self._flush_sinks()
+        self.runtime.land_everything()
         self.finish(error=None)
 
     def finish(self, error: str | None, status: str | None = None) -> None:
@@ -346,11 +355,7 @@ class TargetSalesforceCRM(Target):
         self._busy = True  # a signal now must not interrupt the report
         if hasattr(signal, "setitimer"):
             signal.setitimer(signal.ITIMER_REAL, 0)
-        if self._runtime is not None:
-            self._runtime.finish(error, status)
-        elif self.settings.run_report_path:
-            report = RunStats(dry_run=self.settings.dry_run).report({}, error=error, status=status)
-            write_report(self.settings.run_report_path, report)
+        self.runtime.finish(error, status)
 
     @classmethod
     def invoke(  # type: ignore[override]
@@ -367,7 +372,12 @@ class TargetSalesforceCRM(Target):
             sys.exit(0)
         cls.print_version(print_fn=cls.logger.info)
         config = config or _ConfigInput()
-        target = cls(config=config.config, validate_config=True, parse_env_config=config.parse_env)
+        try:
+            target = cls(config=config.config, validate_config=True,
+                         parse_env_config=config.parse_env)
+        except TargetError as exc:  # e.g. an unusable rejected_records_path
+            cls.logger.error("%s", SecretFilter.redact(str(exc)))
+            sys.exit(exc.exit_code)
         target.watch_idle_input()
         collect_garbage_rarely()
         try:

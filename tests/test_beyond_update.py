@@ -16,8 +16,8 @@ from conftest import (
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from target_salesforce_crm.auth import jwt_audience
 from target_salesforce_crm.emulator import Emulator
+from target_salesforce_crm.salesforce.auth import jwt_audience
 
 
 def _upsert_config(emu, tmp_path, **overrides):

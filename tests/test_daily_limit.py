@@ -19,9 +19,9 @@ from _reliability import (
 )
 from conftest import SEGMENT_FIELDS, base_config, profile, run_target, seed_contacts, singer_lines
 
-from target_salesforce_crm.client import ApiUsage
 from target_salesforce_crm.emulator import Emulator
-from target_salesforce_crm.errors import ApiLimitReached
+from target_salesforce_crm.salesforce.client import ApiUsage
+from target_salesforce_crm.salesforce.errors import ApiLimitReached
 
 RECORDS = 3000
 LIMIT_EXIT_CODE = 3

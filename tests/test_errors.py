@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from target_salesforce_crm.deadletter import DeadLetter, scrub
-from target_salesforce_crm.errors import (
+from target_salesforce_crm.salesforce.errors import (
     ApiLimitReached,
     AuthenticationError,
     ConfigError,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from target_salesforce_crm.ids import KEY_PREFIXES, checksum, normalize_id
+from target_salesforce_crm.salesforce.ids import KEY_PREFIXES, checksum, normalize_id
 
 CONTACT_15 = "003A0000006Vm9r"
 CONTACT_18 = "003A0000006Vm9rIAC"

@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 
-from target_salesforce_crm.errors import ConfigError
-from target_salesforce_crm.mapping import Path, RecordMapper, RecordRejected, Rejection
-from target_salesforce_crm.preflight import FieldSpec, check_fields
+from target_salesforce_crm.mapping import Path, RecordMapper
+from target_salesforce_crm.preflight import check_fields
+from target_salesforce_crm.rejections import RecordRejected, Rejection
+from target_salesforce_crm.salesforce.describe import FieldSpec
+from target_salesforce_crm.salesforce.errors import ConfigError
 from target_salesforce_crm.settings import parse_settings
 
 CONTACT_15 = "003A0000006Vm9r"

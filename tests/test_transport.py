@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from target_salesforce_crm.emulator import Emulator
-from target_salesforce_crm.transport import Transport, new_session
+from target_salesforce_crm.salesforce.transport import Transport, new_session
 
 
 class _ForwardingProxy(BaseHTTPRequestHandler):

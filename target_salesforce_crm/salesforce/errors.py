@@ -100,3 +100,7 @@ class RequestFailed(TargetError):
 
 class RetriesExhausted(TargetError):
     """Salesforce kept failing transiently past the retry budget."""
+
+
+class TlsVerificationFailed(TargetError):
+    """A host's certificate is not trusted by the CA bundle in use: retrying cannot help."""

@@ -20,6 +20,8 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
+from target_salesforce_crm.salesforce.errors import TlsVerificationFailed
+
 # connect, read: Salesforce times a call out after 10 minutes; resending one still running
 # could run triggers twice, so wait that long before calling it lost
 TIMEOUT = (10.0, 610.0)
@@ -28,30 +30,9 @@ _URLLIB3_TIMEOUT = urllib3.Timeout(connect=TIMEOUT[0], read=TIMEOUT[1])
 TransportError = (requests.RequestException, urllib3.exceptions.HTTPError, OSError)
 
 
-class _Session(requests.Session):
-    """Reads proxy and CA-bundle settings from the environment once per host, not per call."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._environment: dict[tuple[str, str, Any], Any] = {}
-
-    def merge_environment_settings(  # type: ignore[override]
-        self, url: str, proxies: Any, stream: Any, verify: Any, cert: Any
-    ) -> Any:
-        if proxies or verify is not None or cert is not None:
-            return super().merge_environment_settings(url, proxies, stream, verify, cert)
-        parts = urlsplit(url)
-        key = (parts.scheme, parts.netloc, stream)
-        if key not in self._environment:
-            self._environment[key] = super().merge_environment_settings(
-                url, proxies, stream, verify, cert
-            )
-        return dict(self._environment[key])
-
-
 def new_session(pool_size: int) -> requests.Session:
     """A keep-alive session with room for one connection per concurrent call."""
-    session = _Session()
+    session = requests.Session()
     adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(pool_size, 2), max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
@@ -89,11 +70,19 @@ class Transport:
         """One HTTP exchange; raises one of ``TransportError`` when there is no answer."""
         route = self._route(url)
         target = url if route.full_url else _path_and_query(url)
-        response = route.pool.urlopen(
-            method, target, body=body, headers={**self._base_headers, **headers},
-            redirect=False, assert_same_host=False, retries=False, timeout=_URLLIB3_TIMEOUT,
-            preload_content=True, decode_content=True,
-        )
+        try:
+            response = route.pool.urlopen(
+                method, target, body=body, headers={**self._base_headers, **headers},
+                redirect=False, assert_same_host=False, retries=False,
+                timeout=_URLLIB3_TIMEOUT, preload_content=True, decode_content=True,
+            )
+        except urllib3.exceptions.SSLError as exc:
+            if _is_verification_failure(exc):
+                raise TlsVerificationFailed(
+                    f"TLS verification of {urlsplit(url).netloc} failed: its certificate is not "
+                    "trusted by the CA bundle in use (REQUESTS_CA_BUNDLE, if set)"
+                ) from None
+            raise
         return Answer(response.status, response.headers, response.data)
 
     def _route(self, url: str) -> _Route:
@@ -107,7 +96,15 @@ class Transport:
         return route
 
     def _new_route(self, url: str) -> _Route:
-        """Exactly what ``HTTPAdapter.send`` would pick for this host."""
+        """Exactly what ``HTTPAdapter.send`` would pick for this host (requests >= 2.32.3);
+        a route that cannot be built (bad proxy URL, missing CA file) is a transport error."""
+        try:
+            return self._build_route(url)
+        except (ValueError, LookupError) as exc:
+            raise requests.exceptions.InvalidURL(f"cannot route {urlsplit(url).netloc}: {exc}"
+                                                 ) from None
+
+    def _build_route(self, url: str) -> _Route:
         settings = self.session.merge_environment_settings(url, {}, None, None, None)
         prepared = self.session.prepare_request(requests.Request("GET", url))
         adapter = self.session.get_adapter(url)
@@ -125,3 +122,8 @@ class Transport:
 def _path_and_query(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.path or '/'}?{parts.query}" if parts.query else parts.path or "/"
+
+
+def _is_verification_failure(exc: BaseException) -> bool:
+    text = str(exc)
+    return "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text

@@ -9,14 +9,15 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 import requests
 
-from target_salesforce_crm.auth import Token, TokenProvider
-from target_salesforce_crm.errors import (
+from target_salesforce_crm.salesforce.auth import Token, TokenProvider
+from target_salesforce_crm.salesforce.errors import (
     ApiLimitReached,
     AuthenticationError,
     ErrorClass,
@@ -24,15 +25,8 @@ from target_salesforce_crm.errors import (
     RetriesExhausted,
     classify_response,
 )
-from target_salesforce_crm.retry import Backoff, parse_retry_after
-from target_salesforce_crm.settings import Settings
-from target_salesforce_crm.transport import (
-    TIMEOUT,
-    Answer,
-    Transport,
-    TransportError,
-    new_session,
-)
+from target_salesforce_crm.salesforce.retry import Backoff, parse_retry_after
+from target_salesforce_crm.salesforce.transport import Answer, Transport, TransportError
 
 LOGGER = logging.getLogger("target-salesforce-crm")
 MAX_REAUTH_PER_CALL = 10  # bound on refreshing tokens that worked, then expired, in one call
@@ -106,18 +100,36 @@ class CallCounts:
 class SalesforceClient:
     """Authenticated JSON calls to ``{instance_url}/services/data/vXX.X/...``."""
 
-    def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
-        self.settings = settings
-        self.session = session or new_session(settings.max_concurrency)
-        self.tokens = TokenProvider(settings, self.session, TIMEOUT)
-        self.transport = Transport(self.session)
-        self.usage = ApiUsage(settings.api_usage_limit_percent)
+    def __init__(
+        self,
+        tokens: TokenProvider,
+        api_version: str,
+        session: requests.Session,
+        *,
+        api_usage_limit_percent: float = 100.0,
+        on_concurrency_limit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.tokens = tokens
+        self.api_version = api_version
+        self.session = session
+        self.transport = Transport(session)
+        self.usage = ApiUsage(api_usage_limit_percent)
         self.counts = CallCounts()
         self._counts_lock = threading.Lock()
-        self.on_concurrency_limit = lambda: None
+        self.on_concurrency_limit = on_concurrency_limit
 
     def describe(self, object_type: str) -> dict[str, Any]:
-        return self.call("GET", f"sobjects/{object_type}/describe/", kind="describe")
+        try:
+            return self.call("GET", f"sobjects/{object_type}/describe/", kind="describe")
+        except RequestFailed as exc:
+            if exc.status != 404:
+                raise
+            raise RequestFailed(
+                404, exc.error_code,
+                f"describe of {object_type} answered HTTP 404 {exc.error_code or ''}: "
+                f"{object_type} is unknown at api_version {self.api_version!r} or the "
+                f"integration user lacks read permission on {object_type} (object permissions)",
+            ) from None
 
     def collections_update(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         body = {"allOrNone": False, "records": records}
@@ -140,6 +152,7 @@ class SalesforceClient:
         data = None if body is None else _encode(body)
         token = self.tokens.token()
         reauthentications = 0
+        fresh_refusals = 0
         while True:
             self.usage.reserve()
             try:
@@ -164,8 +177,11 @@ class SalesforceClient:
             if not parsed and error_class is ErrorClass.PERMANENT:
                 error_class = ErrorClass.TRANSIENT
             if error_class is ErrorClass.AUTH:
-                fresh_token_refused = reauthentications and not token.accepted
-                if fresh_token_refused or reauthentications >= MAX_REAUTH_PER_CALL:
+                # a fresh token refused once may have raced another thread's refresh; refused
+                # again after a grant of our own, it never worked
+                if reauthentications and not token.accepted:
+                    fresh_refusals += 1
+                if fresh_refusals >= 2 or reauthentications >= MAX_REAUTH_PER_CALL:
                     raise AuthenticationError(
                         f"Salesforce rejected a freshly issued token on {method} {path} "
                         f"({code or response.status_code}); check the connected app's API scope "
@@ -174,7 +190,7 @@ class SalesforceClient:
                 reauthentications += 1
                 self._count("reauth")
                 LOGGER.info("Session expired or invalid; re-authenticating once and replaying")
-                token = self.tokens.refresh(token)
+                token = self.tokens.refresh(token, force=fresh_refusals > 0)
                 continue
             if error_class is ErrorClass.QUOTA:
                 raise self.usage.exhausted(
@@ -191,7 +207,7 @@ class SalesforceClient:
                 continue
             hint = ""
             if response.status_code == 404:
-                hint = f" (check api_version {self.settings.api_version!r} and the object name)"
+                hint = f" (check api_version {self.api_version!r} and the object name)"
             raise RequestFailed(
                 response.status_code,
                 code,
@@ -201,7 +217,7 @@ class SalesforceClient:
 
     def _send(self, method: str, token: Token, path: str, data: bytes | None) -> Answer:
         """One HTTP request (each one counts against the org's daily limit)."""
-        url = f"{token.instance_url}/services/data/v{self.settings.api_version}/{path}"
+        url = f"{token.instance_url}/services/data/v{self.api_version}/{path}"
         headers = {"Authorization": f"Bearer {token.access_token}", "Accept": "application/json"}
         if data is not None:
             headers["Content-Type"] = "application/json"
