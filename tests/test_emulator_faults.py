@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -100,3 +101,132 @@ def test_bmp_text_still_counts_one_unit_per_character(emu):
     results = send(session, emu, "POST", [contact(LastName="L", FirstName=text)]).json()
     assert results[0]["success"]
     assert emu.get("Contact", results[0]["id"])["FirstName"] == text
+
+
+# --- deterministic faults ---------------------------------------------------------------------
+
+
+def admin_faults(emu: Emulator, **settings: object) -> requests.Response:
+    return requests.post(emu.url + "/__emulator__/faults", json=settings, timeout=10)
+
+
+def test_poisoned_value_refuses_the_whole_request_until_split(emu):
+    ids = emu.seed("Contact", [{"LastName": "A", "External_Id__c": "E1"},
+                               {"LastName": "B", "External_Id__c": "E2"}])
+    assert admin_faults(emu, poison_values=["POISON"]).json()["poison_values"] == ["POISON"]
+    session = login(emu)
+    bad = contact(LastName="has POISON inside")
+    response = send(session, emu, "POST", [contact(LastName="fine"), bad])
+    assert response.status_code == 400
+    assert response.json()[0]["errorCode"] == "JSON_PARSER_ERROR"
+    assert len(emu.records("Contact")) == 2  # nothing written
+    response = send(session, emu, "PATCH", [contact(ids[0], Title="ok"),
+                                            contact(ids[1], Title="POISON")])
+    assert response.status_code == 400 and "Title" not in emu.get("Contact", ids[0])
+    upsert = "composite/sobjects/Contact/External_Id__c"
+    response = send(session, emu, "PATCH", [contact(External_Id__c="E1", Title="POISON")],
+                    path=upsert)
+    assert response.status_code == 400
+    # split into halves: the clean half goes through, the poisoned one alone still fails
+    assert send(session, emu, "POST", [contact(LastName="fine")]).json()[0]["success"]
+    assert send(session, emu, "POST", [bad]).status_code == 400
+    assert emu.stats()["faults_injected"]["poison"] == 4
+    assert admin_faults(emu, poison_values=[]).status_code == 200
+    assert send(session, emu, "POST", [bad]).json()[0]["success"]
+
+
+def test_lock_forever_ids_always_fail_to_lock(emu):
+    ids = emu.seed("Contact", [{"LastName": str(n), "External_Id__c": f"K{n}"}
+                               for n in range(3)])
+    admin_faults(emu, lock_forever_ids=[ids[1][:15]])  # the 15-character form works too
+    session = login(emu)
+    for _ in range(3):
+        results = send(session, emu, "PATCH", [contact(i, Title="T") for i in ids]).json()
+        assert [r["success"] for r in results] == [True, False, True]
+        assert codes(results[1]) == ["UNABLE_TO_LOCK_ROW"]
+        assert ids[1] in results[1]["errors"][0]["message"]
+    results = send(session, emu, "PATCH", [contact(External_Id__c="K1", Title="U")],
+                   path="composite/sobjects/Contact/External_Id__c").json()
+    assert codes(results[0]) == ["UNABLE_TO_LOCK_ROW"]
+    deleted = session.delete(api(emu, "composite/sobjects"), params={"ids": ids[1]},
+                             timeout=10).json()
+    assert codes(deleted[0]) == ["UNABLE_TO_LOCK_ROW"]
+    assert "Title" not in emu.get("Contact", ids[1])
+    assert emu.stats()["faults_injected"]["lock"] == 5
+    admin_faults(emu, lock_forever_ids=[])
+    assert send(session, emu, "PATCH", [contact(ids[1], Title="T")]).json()[0]["success"]
+
+
+def test_lock_forever_ids_are_checked():
+    with pytest.raises(ValueError, match="lock_forever_ids"):
+        Emulator(lock_forever_ids=["not-an-id"])
+
+
+def test_storage_full_after_some_writes(emu):
+    ids = emu.seed("Contact", [{"LastName": "A"}])
+    admin_faults(emu, storage_full_after=2)
+    session = login(emu)
+    results = send(session, emu, "POST", [contact(LastName=str(n)) for n in range(3)]).json()
+    assert [r["success"] for r in results] == [True, True, False]
+    assert results[2]["errors"] == [{"statusCode": "STORAGE_LIMIT_EXCEEDED",
+                                     "message": "storage limit exceeded", "fields": []}]
+    results = send(session, emu, "PATCH", [contact(ids[0], Title="T")]).json()
+    assert codes(results[0]) == ["STORAGE_LIMIT_EXCEEDED"]
+    assert "Title" not in emu.get("Contact", ids[0]) and len(emu.records("Contact")) == 3
+    assert emu.stats()["faults_injected"]["storage_full"] == 2
+    admin_faults(emu, storage_full_after=None)
+    assert send(session, emu, "PATCH", [contact(ids[0], Title="T")]).json()[0]["success"]
+
+
+def test_storage_rolled_back_writes_are_not_spent():
+    with Emulator(storage_full_after=1) as emu:
+        session = login(emu)
+        results = send(session, emu, "POST", [contact(LastName="a"), contact(LastName="b")],
+                       all_or_none=True).json()
+        assert codes(results[1]) == ["STORAGE_LIMIT_EXCEEDED"] and not emu.records("Contact")
+        assert send(session, emu, "POST", [contact(LastName="a")]).json()[0]["success"]
+        assert emu.stats()["storage_writes_left"] == 0
+
+
+def test_storage_full_now_fails_every_write():
+    with Emulator(storage_full_after=0) as emu:
+        session = login(emu)
+        results = send(session, emu, "PATCH", [contact(External_Id__c="N1", LastName="n")],
+                       path="composite/sobjects/Contact/External_Id__c").json()
+        assert codes(results[0]) == ["STORAGE_LIMIT_EXCEEDED"] and not emu.records("Contact")
+
+
+def test_hostile_instance_url_and_missing_access_token(emu):
+    assert admin_faults(emu, instance_url="http://evil.example").status_code == 200
+    body = token_response(emu).json()
+    assert body["instance_url"] == "http://evil.example" and body["access_token"]
+    admin_faults(emu, instance_url=None, omit_access_token=True)
+    response = token_response(emu)
+    assert response.status_code == 200
+    assert "access_token" not in response.json()
+    assert response.json()["instance_url"] == emu.url
+    with Emulator(instance_url="not a url at all") as other:
+        assert token_response(other).json()["instance_url"] == "not a url at all"
+
+
+def test_latency_changes_at_run_time(emu):
+    session = login(emu)
+
+    def timed() -> float:
+        start = time.monotonic()
+        assert session.get(api(emu, "limits"), timeout=10).status_code == 200
+        return time.monotonic() - start
+
+    assert admin_faults(emu, latency_ms=300).json()["latency_ms"] == 300
+    assert timed() >= 0.3
+    admin_faults(emu, latency_ms=0)
+    assert timed() < 0.3
+
+
+def test_bad_fault_values_change_nothing(emu):
+    for bad in ({"poison_values": "x"}, {"poison_values": [""]}, {"storage_full_after": -1},
+                {"omit_access_token": "yes"}, {"instance_url": 5},
+                {"lock_forever_ids": ["003"]}, {"latency_ms": 5, "storage_full_after": "x"}):
+        assert admin_faults(emu, **bad).status_code == 400, bad
+    faults = requests.get(emu.url + "/__emulator__/faults", timeout=10).json()
+    assert faults["latency_ms"] == 0 and faults["storage_full_after"] is None

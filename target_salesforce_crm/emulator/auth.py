@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .faults import FaultSettings
 from .ids import make_id
 
 ORG_ID = make_id("00D", 1)
@@ -103,11 +104,17 @@ class TokenStore:
 
 
 class OAuthServer:
-    """Turns a token request's parameters into a success body or an `OAuthError`."""
+    """Turns a token request's parameters into a success body or an `OAuthError`.
 
-    def __init__(self, credentials: Credentials, refresh_tokens: Iterable[str]) -> None:
+    `faults` is the org's live fault settings: they can make the success body
+    hostile (another `instance_url`) or broken (no `access_token`).
+    """
+
+    def __init__(self, credentials: Credentials, refresh_tokens: Iterable[str],
+                 faults: FaultSettings | None = None) -> None:
         self.credentials = credentials
         self.tokens = TokenStore(refresh=set(refresh_tokens))
+        self.faults = faults if faults is not None else FaultSettings()
 
     def token(self, params: dict[str, str], basic: tuple[str, str] | None,
               base_url: str) -> dict[str, Any]:
@@ -214,7 +221,10 @@ class OAuthServer:
 
     def _success(self, base_url: str, *, scope: str | None = None, refresh_for: str | None = None,
                  new_refresh: str | None = None, signed: bool = True) -> dict[str, Any]:
-        body: dict[str, Any] = {"access_token": self.tokens.issue(refresh_for)}
+        faults = self.faults
+        body: dict[str, Any] = {}
+        if not faults.omit_access_token:
+            body["access_token"] = self.tokens.issue(refresh_for)
         if new_refresh:
             body["refresh_token"] = new_refresh
         identity = f"https://login.salesforce.com/id/{ORG_ID}/{USER_ID}"
@@ -226,7 +236,8 @@ class OAuthServer:
             body["issued_at"] = issued_at
         if scope:
             body["scope"] = scope
-        body.update({"instance_url": base_url, "id": identity, "token_type": "Bearer"})
+        instance_url = base_url if faults.instance_url is None else faults.instance_url
+        body.update({"instance_url": instance_url, "id": identity, "token_type": "Bearer"})
         return body
 
 

@@ -52,7 +52,24 @@ def build_parser() -> argparse.ArgumentParser:
     for name in RATE_FIELDS:
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=None)
     parser.add_argument("--random-seed", type=int, default=None)
+    parser.add_argument("--poison-value", action="append", dest="poison_values", metavar="TEXT",
+                        help="refuse with a 400 JSON_PARSER_ERROR any collections body with a "
+                             "string value containing TEXT (repeatable)")
+    parser.add_argument("--lock-forever-id", action="append", dest="lock_forever_ids",
+                        metavar="ID", help="this record always fails UNABLE_TO_LOCK_ROW "
+                                           "(repeatable)")
+    parser.add_argument("--storage-full-after", type=int, default=None, metavar="N",
+                        help="after N more record writes, every write fails "
+                             "STORAGE_LIMIT_EXCEEDED (0: full now)")
+    parser.add_argument("--instance-url", default=None, metavar="URL",
+                        help="instance_url to put in token responses (default: this server)")
+    parser.add_argument("--omit-access-token", action="store_const", const=True, default=None,
+                        help="token responses leave out access_token")
     return parser
+
+
+FAULT_OPTIONS = (*INT_FIELDS, *RATE_FIELDS, "random_seed", "poison_values", "lock_forever_ids",
+                 "storage_full_after", "instance_url", "omit_access_token")
 
 
 def _read_seed(spec: str) -> tuple[str, list[dict[str, Any]]]:
@@ -80,7 +97,7 @@ def _write_ready_file(path: Path, url: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    faults = {name: getattr(args, name) for name in (*INT_FIELDS, *RATE_FIELDS, "random_seed")
+    faults = {name: getattr(args, name) for name in FAULT_OPTIONS
               if getattr(args, name) is not None}
     try:
         public_key = (args.jwt_public_key_file.read_text(encoding="utf-8")

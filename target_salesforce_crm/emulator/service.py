@@ -26,8 +26,10 @@ FIXTURE_CREDENTIALS = {
 class Emulator:
     """A Salesforce org on loopback with Contacts, Leads, OAuth, limits and fault injection.
 
-    Fault keywords (`latency_ms`, `http_503_rate`, `lock_rate`, `daily_api_limit`, ...)
-    are the fields of `FaultSettings`; unknown ones raise `ValueError`.
+    Fault keywords (`latency_ms`, `http_503_rate`, `lock_rate`, `daily_api_limit`,
+    `poison_values`, `lock_forever_ids`, `storage_full_after`, `instance_url`,
+    `omit_access_token`, ...) are the fields of `FaultSettings`; unknown ones raise
+    `ValueError`.
     """
 
     def __init__(
@@ -57,7 +59,7 @@ class Emulator:
             generic_login_host=generic_login_host,
         )
         self._app = App(org=Org(build_schemas(segment_fields), settings),
-                        oauth=OAuthServer(credentials, refresh_tokens))
+                        oauth=OAuthServer(credentials, refresh_tokens, settings))
         self._host = host
         self._requested_port = port
         self._server: EmulatorHTTPServer | None = None
