@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+from tls_helpers import make_tls_files
 
 from target_salesforce_crm.emulator import FIXTURE_CREDENTIALS, Emulator
 
@@ -230,3 +231,45 @@ def test_bad_fault_values_change_nothing(emu):
         assert admin_faults(emu, **bad).status_code == 400, bad
     faults = requests.get(emu.url + "/__emulator__/faults", timeout=10).json()
     assert faults["latency_ms"] == 0 and faults["storage_full_after"] is None
+
+
+# --- HTTPS ------------------------------------------------------------------------------------
+
+
+def test_https_with_the_right_ca_and_not_with_another(tmp_path):
+    good = make_tls_files(tmp_path, "good")
+    other = make_tls_files(tmp_path, "other")
+    with Emulator(tls_cert=good.server_cert, tls_key=good.server_key) as emu:
+        assert emu.url.startswith("https://127.0.0.1:")
+        data = {"grant_type": "password", "client_id": FIXTURE_CREDENTIALS["client_id"],
+                "client_secret": FIXTURE_CREDENTIALS["client_secret"],
+                "username": FIXTURE_CREDENTIALS["username"],
+                "password": FIXTURE_CREDENTIALS["password"]
+                + FIXTURE_CREDENTIALS["security_token"]}
+        token_url = emu.url + "/services/oauth2/token"
+        response = requests.post(token_url, data=data, verify=str(good.ca_cert), timeout=10)
+        assert response.status_code == 200 and response.json()["instance_url"] == emu.url
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.post(token_url, data=data, verify=str(other.ca_cert), timeout=10)
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.get(emu.url.replace("https:", "http:") + "/services/data/", timeout=10)
+        # the server keeps serving after refused handshakes, on a keep-alive session too
+        with requests.Session() as session:
+            session.headers["Authorization"] = "Bearer " + response.json()["access_token"]
+            for _ in range(3):
+                limits = session.get(api(emu, "limits"), verify=str(good.ca_cert), timeout=10)
+                assert limits.status_code == 200
+        localhost = emu.url.replace("127.0.0.1", "localhost") + "/services/data/"
+        assert requests.get(localhost, verify=str(good.ca_cert), timeout=10).status_code == 200
+
+
+def test_tls_key_in_the_certificate_file(tmp_path):
+    files = make_tls_files(tmp_path)
+    combined = tmp_path / "combined.pem"
+    combined.write_bytes(files.server_cert.read_bytes() + files.server_key.read_bytes())
+    with Emulator(tls_cert=combined) as emu:
+        response = requests.get(emu.url + "/services/data/", verify=str(files.ca_cert),
+                                timeout=10)
+        assert response.status_code == 200
+    with pytest.raises(ValueError, match="tls_cert"):
+        Emulator(tls_key=files.server_key)

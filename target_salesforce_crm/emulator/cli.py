@@ -35,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", action="append", default=[], metavar="OBJECT=path.jsonl",
                         help="load records (one JSON object per line) before serving")
     parser.add_argument("--ready-file", type=Path, help="write the base URL here once serving")
+    parser.add_argument("--tls-cert", type=Path, metavar="FILE",
+                        help="serve HTTPS with this PEM certificate (chain)")
+    parser.add_argument("--tls-key", type=Path, metavar="FILE",
+                        help="PEM private key of --tls-cert (if not in the same file)")
     parser.add_argument("--username", default=FIXTURE_CREDENTIALS["username"])
     parser.add_argument("--password", default=FIXTURE_CREDENTIALS["password"])
     parser.add_argument("--security-token", default=FIXTURE_CREDENTIALS["security_token"])
@@ -110,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             refresh_tokens=args.refresh_tokens or ("emulator-refresh-token",),
             rotate_refresh_tokens=args.rotate_refresh_tokens, jwt_public_key=public_key,
             generic_login_host=args.generic_login_host, host=args.host, port=args.port,
-            **faults,
+            tls_cert=args.tls_cert, tls_key=args.tls_key, **faults,
         )
         for spec in args.seed:
             object_name, records = _read_seed(spec)
