@@ -273,3 +273,18 @@ def test_tls_key_in_the_certificate_file(tmp_path):
         assert response.status_code == 200
     with pytest.raises(ValueError, match="tls_cert"):
         Emulator(tls_key=files.server_key)
+
+
+# --- describe ---------------------------------------------------------------------------------
+
+
+def test_describe_of_an_unknown_object_is_not_found(emu):
+    session = login(emu)
+    for name in ("Widget", "Nope__c", "Contact__c"):
+        response = session.get(api(emu, f"sobjects/{name}/describe/"), timeout=10)
+        assert response.status_code == 404
+        assert response.json() == [{"message": "The requested resource does not exist",
+                                    "errorCode": "NOT_FOUND"}]
+    assert session.get(api(emu, "sobjects/contact/describe"), timeout=10).json()["name"] \
+        == "Contact"
+    assert emu.stats()["describe_calls"] == {"Contact": 1}
