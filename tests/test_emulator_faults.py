@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
 from tls_helpers import make_tls_files
 
-from target_salesforce_crm.emulator import FIXTURE_CREDENTIALS, Emulator
+from target_salesforce_crm.emulator import FIXTURE_CREDENTIALS, Emulator, make_id
 
+REPO = Path(__file__).resolve().parent.parent
 V = "v60.0"
 EMOJI = "\N{GRINNING FACE}"  # outside the BMP: one code point, two UTF-16 units
 
@@ -288,3 +294,82 @@ def test_describe_of_an_unknown_object_is_not_found(emu):
     assert session.get(api(emu, "sobjects/contact/describe"), timeout=10).json()["name"] \
         == "Contact"
     assert emu.stats()["describe_calls"] == {"Contact": 1}
+
+
+# --- identity URL -----------------------------------------------------------------------------
+
+
+def test_identity_url_names_a_stable_org(emu):
+    body = token_response(emu).json()
+    prefix, org_id, user_id = body["id"].rsplit("/", 2)
+    assert prefix == "https://login.salesforce.com/id"
+    assert org_id == emu.org_id and org_id.startswith("00D") and len(org_id) == 18
+    assert user_id.startswith("005") and len(user_id) == 18
+    assert body["access_token"].startswith(org_id[:15] + "!")
+    with Emulator() as again:
+        assert token_response(again).json()["id"] == body["id"]
+
+
+def test_identity_url_with_a_chosen_org_id():
+    with Emulator(org_id="00D5e000000AbCd") as emu:  # a 15-character Id comes back as 18
+        body = token_response(emu).json()
+        org_id = body["id"].rsplit("/", 2)[1]
+        assert org_id[:15] == "00D5e000000AbCd" and len(org_id) == 18
+        assert body["access_token"].startswith("00D5e000000AbCd!")
+    for bad in ("003000000000001", "00Dshort", "00D5e000000AbCdZZZ"):
+        with pytest.raises(ValueError, match="organization Id"):
+            Emulator(org_id=bad)
+
+
+# --- command line -----------------------------------------------------------------------------
+
+
+def test_command_line_flags(tmp_path):
+    files = make_tls_files(tmp_path)
+    locked = make_id("003", 1)  # the first Contact the emulator will create
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "target_salesforce_crm.emulator", "--port", "0",
+         "--tls-cert", str(files.server_cert), "--tls-key", str(files.server_key),
+         "--org-id", "00D5e000000AbCd", "--poison-value", "POISON", "--poison-value", "VENOM",
+         "--lock-forever-id", locked, "--storage-full-after", "5",
+         "--instance-url", "http://evil.example", "--omit-access-token", "--latency-ms", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+    )
+    verify = str(files.ca_cert)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        assert line.startswith("emulator listening on https://127.0.0.1:"), line
+        url = line.rsplit(" ", 1)[1]
+        faults = requests.get(url + "/__emulator__/faults", verify=verify, timeout=10).json()
+        assert faults["poison_values"] == ["POISON", "VENOM"]
+        assert faults["lock_forever_ids"] == [locked] and faults["storage_full_after"] == 5
+        assert faults["omit_access_token"] is True and faults["latency_ms"] == 1
+        data = {"grant_type": "password", "client_id": FIXTURE_CREDENTIALS["client_id"],
+                "client_secret": FIXTURE_CREDENTIALS["client_secret"],
+                "username": FIXTURE_CREDENTIALS["username"],
+                "password": FIXTURE_CREDENTIALS["password"]
+                + FIXTURE_CREDENTIALS["security_token"]}
+        token_url = url + "/services/oauth2/token"
+        body = requests.post(token_url, data=data, verify=verify, timeout=10).json()
+        assert "access_token" not in body and body["instance_url"] == "http://evil.example"
+        assert body["id"].split("/")[-2][:15] == "00D5e000000AbCd"
+        requests.post(url + "/__emulator__/faults", json={"omit_access_token": False},
+                      verify=verify, timeout=10)
+        token = requests.post(token_url, data=data, verify=verify, timeout=10).json()
+        headers = {"Authorization": "Bearer " + token["access_token"]}
+        collections = f"{url}/services/data/{V}/composite/sobjects"
+        poisoned = {"records": [contact(LastName="VENOM")]}
+        assert requests.post(collections, json=poisoned, headers=headers, verify=verify,
+                             timeout=10).status_code == 400
+        created = requests.post(collections, json={"records": [contact(LastName="A")]},
+                                headers=headers, verify=verify, timeout=10).json()
+        assert created[0]["id"] == locked
+        locked_update = {"records": [contact(created[0]["id"], Title="T")]}
+        result = requests.patch(collections, json=locked_update, headers=headers,
+                                verify=verify, timeout=10).json()
+        assert codes(result[0]) == ["UNABLE_TO_LOCK_ROW"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from .auth import ORG_ID
 from .faults import INT_FIELDS, RATE_FIELDS
 from .service import FIXTURE_CREDENTIALS, Emulator
 
@@ -49,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rotate-refresh-tokens", action="store_true")
     parser.add_argument("--jwt-public-key-file", type=Path,
                         help="PEM public key or certificate that verifies JWT-bearer assertions")
+    parser.add_argument("--org-id", default=ORG_ID, metavar="00D...",
+                        help="organization Id in token responses' identity URL (default: a fixed "
+                             "one, so runs repeat)")
     parser.add_argument("--generic-login-host", action="store_true",
                         help="behave like login.salesforce.com: refuse client_credentials")
     for name in INT_FIELDS:
@@ -114,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             refresh_tokens=args.refresh_tokens or ("emulator-refresh-token",),
             rotate_refresh_tokens=args.rotate_refresh_tokens, jwt_public_key=public_key,
             generic_login_host=args.generic_login_host, host=args.host, port=args.port,
-            tls_cert=args.tls_cert, tls_key=args.tls_key, **faults,
+            tls_cert=args.tls_cert, tls_key=args.tls_key, org_id=args.org_id, **faults,
         )
         for spec in args.seed:
             object_name, records = _read_seed(spec)

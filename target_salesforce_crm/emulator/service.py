@@ -9,7 +9,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .auth import Credentials, OAuthServer
+from .auth import ORG_ID, Credentials, OAuthServer
 from .faults import FaultSettings
 from .org import Org
 from .schema import build_schemas
@@ -50,6 +50,7 @@ class Emulator:
         port: int = 0,
         tls_cert: str | Path | None = None,
         tls_key: str | Path | None = None,
+        org_id: str = ORG_ID,
         **faults: Any,
     ) -> None:
         if isinstance(segment_fields, str):
@@ -63,7 +64,7 @@ class Emulator:
             generic_login_host=generic_login_host,
         )
         self._app = App(org=Org(build_schemas(segment_fields), settings),
-                        oauth=OAuthServer(credentials, refresh_tokens, settings))
+                        oauth=OAuthServer(credentials, refresh_tokens, settings, org_id))
         self._host = host
         self._requested_port = port
         self._tls = _tls_context(tls_cert, tls_key)
@@ -110,6 +111,11 @@ class Emulator:
         if not self._app.base_url:
             raise RuntimeError("emulator is not started")
         return self._app.base_url
+
+    @property
+    def org_id(self) -> str:
+        """The 18-character organization Id in token responses' identity URL."""
+        return self._app.oauth.org_id
 
     @property
     def port(self) -> int:
