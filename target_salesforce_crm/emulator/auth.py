@@ -17,7 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .ids import make_id
+from .faults import FaultSettings
+from .ids import make_id, parse_id, to_18
 
 ORG_ID = make_id("00D", 1)
 USER_ID = make_id("005", 1)
@@ -70,9 +71,10 @@ class TokenStore:
     access: dict[str, _Access] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     token_requests: int = 0
+    org_id: str = ORG_ID
 
     def issue(self, refresh_token: str | None = None) -> str:
-        token = f"{ORG_ID[:15]}!AQ{secrets.token_urlsafe(48)}"
+        token = f"{self.org_id[:15]}!AQ{secrets.token_urlsafe(48)}"
         with self.lock:
             self.access[token] = _Access(refresh_token=refresh_token)
         return token
@@ -103,11 +105,18 @@ class TokenStore:
 
 
 class OAuthServer:
-    """Turns a token request's parameters into a success body or an `OAuthError`."""
+    """Turns a token request's parameters into a success body or an `OAuthError`.
 
-    def __init__(self, credentials: Credentials, refresh_tokens: Iterable[str]) -> None:
+    `faults` is the org's live fault settings: they can make the success body
+    hostile (another `instance_url`) or broken (no `access_token`).
+    """
+
+    def __init__(self, credentials: Credentials, refresh_tokens: Iterable[str],
+                 faults: FaultSettings | None = None, org_id: str = ORG_ID) -> None:
         self.credentials = credentials
-        self.tokens = TokenStore(refresh=set(refresh_tokens))
+        self.org_id = org_id_18(org_id)
+        self.tokens = TokenStore(refresh=set(refresh_tokens), org_id=self.org_id)
+        self.faults = faults if faults is not None else FaultSettings()
 
     def token(self, params: dict[str, str], basic: tuple[str, str] | None,
               base_url: str) -> dict[str, Any]:
@@ -214,10 +223,13 @@ class OAuthServer:
 
     def _success(self, base_url: str, *, scope: str | None = None, refresh_for: str | None = None,
                  new_refresh: str | None = None, signed: bool = True) -> dict[str, Any]:
-        body: dict[str, Any] = {"access_token": self.tokens.issue(refresh_for)}
+        faults = self.faults
+        body: dict[str, Any] = {}
+        if not faults.omit_access_token:
+            body["access_token"] = self.tokens.issue(refresh_for)
         if new_refresh:
             body["refresh_token"] = new_refresh
-        identity = f"https://login.salesforce.com/id/{ORG_ID}/{USER_ID}"
+        identity = f"https://login.salesforce.com/id/{self.org_id}/{USER_ID}"
         if signed:
             issued_at = str(int(time.time() * 1000))
             digest = hmac.new(self.credentials.client_secret.encode(),
@@ -226,8 +238,18 @@ class OAuthServer:
             body["issued_at"] = issued_at
         if scope:
             body["scope"] = scope
-        body.update({"instance_url": base_url, "id": identity, "token_type": "Bearer"})
+        instance_url = base_url if faults.instance_url is None else faults.instance_url
+        body.update({"instance_url": instance_url, "id": identity, "token_type": "Bearer"})
         return body
+
+
+def org_id_18(org_id: str) -> str:
+    """The 18-character form of an organization Id (key prefix 00D), or ValueError."""
+    key = parse_id(org_id)
+    if key is None or not key.startswith("00D"):
+        raise ValueError(f"not an organization Id (15 or 18 characters, starting 00D): "
+                         f"{org_id!r}")
+    return to_18(key)
 
 
 def _public_key(pem: str) -> Any:

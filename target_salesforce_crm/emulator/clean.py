@@ -1,7 +1,7 @@
 """Commits for collections calls in which no record can fail: the bulk of any load.
 
 `scan` has already checked every value column by column; here the remaining
-per-record conditions (Ids, external-id matches, field permissions, lock
+per-record conditions (Ids, external-id matches, field permissions, record
 faults) are checked for the whole body before anything is written, so a body
 that does not qualify returns None untouched and takes the record-by-record
 path in `dml`, which gives the same answers.
@@ -29,10 +29,10 @@ def update_clean(org: Org, schema: SObjectSchema, groups: list[Group], count: in
     """Commit an update that cannot fail, or return None to take the general path.
 
     "Cannot fail": clean values of updateable fields that are neither unique nor
-    indexed, every Id exactly as the org handed it out, no lock faults. Call with
+    indexed, every Id exactly as the org handed it out, no record faults. Call with
     the lock held.
     """
-    if org.faults.lock_rate or not all(
+    if org.record_faults_on() or not all(
             group.clean and group.plan.has_id and group.plan.updateable
             and not group.plan.unique and not group.plan.indexed
             and (group.plan.canonical or in_key_order(group)) for group in groups):
@@ -104,10 +104,10 @@ def upsert_clean(org: Org, schema: SObjectSchema, key_spec: FieldSpec, groups: l
 
     "Cannot fail": clean values, no record Ids, every external id present and
     distinct (ignoring case) and matching at most one record, each record's fields
-    allowed for the insert or update its match decides, no lock faults. Call with
+    allowed for the insert or update its match decides, no record faults. Call with
     the lock held.
     """
-    if org.faults.lock_rate:
+    if org.record_faults_on():
         return None
     plans: list[Any] = [None] * count
     keys: list[Any] = [None] * count

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from .auth import ORG_ID
 from .faults import INT_FIELDS, RATE_FIELDS
 from .service import FIXTURE_CREDENTIALS, Emulator
 
@@ -35,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", action="append", default=[], metavar="OBJECT=path.jsonl",
                         help="load records (one JSON object per line) before serving")
     parser.add_argument("--ready-file", type=Path, help="write the base URL here once serving")
+    parser.add_argument("--tls-cert", type=Path, metavar="FILE",
+                        help="serve HTTPS with this PEM certificate (chain)")
+    parser.add_argument("--tls-key", type=Path, metavar="FILE",
+                        help="PEM private key of --tls-cert (if not in the same file)")
     parser.add_argument("--username", default=FIXTURE_CREDENTIALS["username"])
     parser.add_argument("--password", default=FIXTURE_CREDENTIALS["password"])
     parser.add_argument("--security-token", default=FIXTURE_CREDENTIALS["security_token"])
@@ -45,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rotate-refresh-tokens", action="store_true")
     parser.add_argument("--jwt-public-key-file", type=Path,
                         help="PEM public key or certificate that verifies JWT-bearer assertions")
+    parser.add_argument("--org-id", default=ORG_ID, metavar="00D...",
+                        help="organization Id in token responses' identity URL (default: a fixed "
+                             "one, so runs repeat)")
     parser.add_argument("--generic-login-host", action="store_true",
                         help="behave like login.salesforce.com: refuse client_credentials")
     for name in INT_FIELDS:
@@ -52,7 +60,24 @@ def build_parser() -> argparse.ArgumentParser:
     for name in RATE_FIELDS:
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=None)
     parser.add_argument("--random-seed", type=int, default=None)
+    parser.add_argument("--poison-value", action="append", dest="poison_values", metavar="TEXT",
+                        help="refuse with a 400 JSON_PARSER_ERROR any collections body with a "
+                             "string value containing TEXT (repeatable)")
+    parser.add_argument("--lock-forever-id", action="append", dest="lock_forever_ids",
+                        metavar="ID", help="this record always fails UNABLE_TO_LOCK_ROW "
+                                           "(repeatable)")
+    parser.add_argument("--storage-full-after", type=int, default=None, metavar="N",
+                        help="after N more record writes, every write fails "
+                             "STORAGE_LIMIT_EXCEEDED (0: full now)")
+    parser.add_argument("--instance-url", default=None, metavar="URL",
+                        help="instance_url to put in token responses (default: this server)")
+    parser.add_argument("--omit-access-token", action="store_const", const=True, default=None,
+                        help="token responses leave out access_token")
     return parser
+
+
+FAULT_OPTIONS = (*INT_FIELDS, *RATE_FIELDS, "random_seed", "poison_values", "lock_forever_ids",
+                 "storage_full_after", "instance_url", "omit_access_token")
 
 
 def _read_seed(spec: str) -> tuple[str, list[dict[str, Any]]]:
@@ -80,7 +105,7 @@ def _write_ready_file(path: Path, url: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    faults = {name: getattr(args, name) for name in (*INT_FIELDS, *RATE_FIELDS, "random_seed")
+    faults = {name: getattr(args, name) for name in FAULT_OPTIONS
               if getattr(args, name) is not None}
     try:
         public_key = (args.jwt_public_key_file.read_text(encoding="utf-8")
@@ -93,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             refresh_tokens=args.refresh_tokens or ("emulator-refresh-token",),
             rotate_refresh_tokens=args.rotate_refresh_tokens, jwt_public_key=public_key,
             generic_login_host=args.generic_login_host, host=args.host, port=args.port,
-            **faults,
+            tls_cert=args.tls_cert, tls_key=args.tls_key, org_id=args.org_id, **faults,
         )
         for spec in args.seed:
             object_name, records = _read_seed(spec)

@@ -42,6 +42,7 @@ ROLLED_BACK = record_error(
     "Record rolled back because not all records were valid and the request was using "
     "AllOrNone header",
 )
+STORAGE_FULL = record_error("STORAGE_LIMIT_EXCEEDED", "storage limit exceeded")
 _SUCCESS = '{"id":"%s","success":true,"errors":[]}'
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
@@ -116,7 +117,7 @@ def _remember_unique(prep: Prepared, seen: dict[tuple[str, str, str], str]) -> N
 
 
 def _lock_error(org: Org, prep: Prepared) -> list[Error]:
-    if not org.faults.lock_rate or not org.lock_fault():
+    if not (org.faults.lock_rate or org.locked_keys) or not org.lock_fault(prep.key):
         return []
     target = to_18(prep.key) if prep.key else ""
     message = "unable to obtain exclusive access to this record"
@@ -125,10 +126,34 @@ def _lock_error(org: Org, prep: Prepared) -> list[Error]:
     return [record_error("UNABLE_TO_LOCK_ROW", message)]
 
 
+def _write_faults(org: Org, prep: Prepared) -> list[Error]:
+    """Lock, then storage: the faults a record that passed every check can still meet."""
+    errors = _lock_error(org, prep)
+    if errors or org.take_storage():
+        return errors
+    return [STORAGE_FULL]
+
+
+def _refuse_poison(org: Org, records: list[Any]) -> None:
+    """The `poison_values` fault: a body with a poisoned string value is refused whole."""
+    poison = org.faults.poison_values
+    if not poison:
+        return
+    for record in records:
+        for name, value in record.items() if isinstance(record, dict) else ():
+            if isinstance(value, str) and any(text in value for text in poison):
+                org.note_fault("poison")
+                raise RequestError(400, "JSON_PARSER_ERROR",
+                                   f"Cannot deserialize VALUE_STRING value {value[:255]} for "
+                                   f"field {name} or request may be missing a required field")
+
+
 def _finish(org: Org, prepared: list[Prepared], all_or_none: bool,
             upsert: bool = False) -> bytes:
     """Commit the records that passed (all or none of them) and build ordered results."""
     rollback = all_or_none and any(prep.outcome for prep in prepared)
+    if rollback:
+        org.refund_storage(sum(1 for prep in prepared if not prep.outcome))
     now = timestamp()
     results = []
     for prep in prepared:
@@ -167,6 +192,7 @@ def _count_call(org: Org) -> None:
 def create(org: Org, raw: bytes) -> bytes:
     _count_call(org)
     all_or_none, records = collection_body(raw)
+    _refuse_poison(org, records)
     prepared = prepare(org, records, None)
     _check_chunks(prepared)
     seen: dict[tuple[str, str, str], str] = {}
@@ -178,7 +204,7 @@ def create(org: Org, raw: bytes) -> bytes:
             if prep.id_value is not MISSING:
                 errors = [record_error("INVALID_FIELD_FOR_INSERT_UPDATE",
                                        "cannot specify Id in an insert call", ["Id"]), *errors]
-            errors = errors or _unique_errors(org, prep, seen) or _lock_error(org, prep)
+            errors = errors or _unique_errors(org, prep, seen) or _write_faults(org, prep)
             prep.outcome = errors
             if not errors:
                 _remember_unique(prep, seen)
@@ -208,6 +234,7 @@ def _resolve_id(org: Org, prep: Prepared) -> list[Error]:
 def update(org: Org, raw: bytes) -> bytes:
     _count_call(org)
     all_or_none, records = collection_body(raw)
+    _refuse_poison(org, records)
     scanned = scan(org, records, None)
     if scanned is not None:
         with org.lock:
@@ -225,7 +252,7 @@ def update(org: Org, raw: bytes) -> bytes:
             errors = _resolve_id(org, prep)
             if not errors:
                 errors = _field_errors(prep, creating=False)
-                errors = errors or _unique_errors(org, prep, seen) or _lock_error(org, prep)
+                errors = errors or _unique_errors(org, prep, seen) or _write_faults(org, prep)
             prep.outcome = errors
             if not errors:
                 _remember_unique(prep, seen)
@@ -242,6 +269,7 @@ def upsert(org: Org, object_name: str, field_name: str, raw: bytes) -> bytes:
                         f"{field_name}")
     _count_call(org)
     all_or_none, records = collection_body(raw)
+    _refuse_poison(org, records)
     scanned = scan(org, records, schema)
     if scanned is not None:
         with org.lock:
@@ -281,7 +309,7 @@ def _upsert_record(org: Org, prep: Prepared, key_spec: FieldSpec, value: Any,
     else:
         prep.created = True
         _drop_null_defaults(prep)
-    return _field_errors(prep, creating=not matches) or _lock_error(org, prep)
+    return _field_errors(prep, creating=not matches) or _write_faults(org, prep)
 
 
 def delete(org: Org, query: dict[str, list[str]]) -> bytes:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from .ids import parse_id
 
 RATE_FIELDS = ("http_503_rate", "html_503_rate", "http_500_rate", "drop_rate", "lock_rate")
 INT_FIELDS = ("latency_ms", "token_ttl_requests", "daily_api_limit", "initial_api_usage",
@@ -16,6 +18,11 @@ class FaultSettings:
 
     Rates are probabilities per API request (per record for `lock_rate`); zero
     integers mean "off" except `daily_api_limit`, which is the org's allocation.
+    The rest are deterministic: `poison_values` (a collections body with a string
+    field value containing one of them is refused whole with a 400), `lock_forever_ids`
+    (records always UNABLE_TO_LOCK_ROW), `storage_full_after` (record writes left
+    before every write fails STORAGE_LIMIT_EXCEEDED; None = no limit), and the token
+    response's `instance_url` override and `omit_access_token`.
     """
 
     latency_ms: int = 0
@@ -29,6 +36,11 @@ class FaultSettings:
     initial_api_usage: int = 0
     concurrency_limit: int = 0
     random_seed: int | None = 0  # fixed by default so fault runs repeat; None = fresh entropy
+    poison_values: list[str] = field(default_factory=list)
+    lock_forever_ids: list[str] = field(default_factory=list)
+    storage_full_after: int | None = None
+    instance_url: str | None = None
+    omit_access_token: bool = False
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -47,10 +59,9 @@ class FaultSettings:
 def _check(name: str, value: Any) -> Any:
     if name not in FaultSettings.names():
         raise ValueError(f"unknown fault setting: {name}")
-    if name == "random_seed":
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ValueError("random_seed must be an integer or null")
-        return value
+    special = _SPECIAL_CHECKS.get(name)
+    if special is not None:
+        return special(name, value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name} must be a number")
     if name in RATE_FIELDS:
@@ -62,3 +73,51 @@ def _check(name: str, value: Any) -> Any:
     if name == "daily_api_limit" and value < 1:
         raise ValueError("daily_api_limit must be at least 1")
     return int(value)
+
+
+def _optional_int(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer or null")
+    return value
+
+
+def _seed(name: str, value: Any) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ValueError(f"{name} must be an integer or null")
+    return value
+
+
+def _strings(name: str, value: Any) -> list[str]:
+    if not isinstance(value, (list, tuple)) or not all(
+            isinstance(item, str) and item for item in value):
+        raise ValueError(f"{name} must be a list of non-empty strings")
+    return list(value)
+
+
+def _ids(name: str, value: Any) -> list[str]:
+    ids = _strings(name, value)
+    bad = [item for item in ids if parse_id(item) is None]
+    if bad:
+        raise ValueError(f"{name}: not a valid record Id: {bad[0]!r}")
+    return ids
+
+
+def _optional_text(name: str, value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{name} must be a string or null")
+    return value
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false")
+    return value
+
+
+_SPECIAL_CHECKS = {
+    "random_seed": _seed, "poison_values": _strings, "lock_forever_ids": _ids,
+    "storage_full_after": _optional_int, "instance_url": _optional_text,
+    "omit_access_token": _flag,
+}

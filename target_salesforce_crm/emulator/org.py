@@ -18,7 +18,7 @@ from .ids import make_id, parse_id, to_18
 from .schema import FieldSpec, SObjectSchema
 
 FAULT_KINDS = ("latency", "drop", "html_503", "http_503", "http_500", "lock", "token_expired",
-               "concurrency_limit", "daily_limit")
+               "concurrency_limit", "daily_limit", "poison", "storage_full")
 
 
 def timestamp() -> str:
@@ -60,6 +60,8 @@ class Org:
             for name, schema in schemas.items()
         }
         self.api_usage = faults.initial_api_usage
+        self.locked_keys = _keys(faults.lock_forever_ids)
+        self.storage_left = faults.storage_full_after  # record writes before storage is full
         self.in_flight = 0
         self.max_in_flight = 0
         self.api_calls = 0
@@ -130,17 +132,45 @@ class Org:
         with self.lock:
             self.in_flight -= 1
 
-    def lock_fault(self) -> bool:
-        """Per-record UNABLE_TO_LOCK_ROW draw; call with the lock held."""
+    def record_faults_on(self) -> bool:
+        """Whether any record of a write may fail by a fault (the clean paths then stand aside)."""
+        return bool(self.faults.lock_rate or self.locked_keys) or self.storage_left is not None
+
+    def lock_fault(self, key: str | None) -> bool:
+        """Per-record UNABLE_TO_LOCK_ROW: always for a locked-forever Id, else a draw; call
+        with the lock held."""
+        if key is not None and key in self.locked_keys:
+            self.faults_injected["lock"] += 1
+            return True
         rate = self.faults.lock_rate
         if rate and self.rng.random() < rate:
             self.faults_injected["lock"] += 1
             return True
         return False
 
+    def take_storage(self) -> bool:
+        """Reserve room for one record write, False when storage is full; lock held."""
+        left = self.storage_left
+        if left is None:
+            return True
+        if left > 0:
+            self.storage_left = left - 1
+            return True
+        self.faults_injected["storage_full"] += 1
+        return False
+
+    def refund_storage(self, count: int) -> None:
+        """Give back reserved writes that an allOrNone rollback never made; lock held."""
+        if self.storage_left is not None:
+            self.storage_left += count
+
     def set_faults(self, values: dict[str, Any]) -> None:
         with self.lock:
             self.faults.update(values)
+            if "lock_forever_ids" in values:
+                self.locked_keys = _keys(self.faults.lock_forever_ids)
+            if "storage_full_after" in values:
+                self.storage_left = self.faults.storage_full_after
             if "random_seed" in values:
                 self.rng = random.Random(self.faults.random_seed)
             if "initial_api_usage" in values:
@@ -163,6 +193,7 @@ class Org:
                 "api_usage": self.api_usage,
                 "api_limit": self.faults.daily_api_limit,
                 "max_in_flight": self.max_in_flight,
+                "storage_writes_left": self.storage_left,
                 "in_flight": self.in_flight,
                 "faults": self.faults.as_dict(),
             }
@@ -275,6 +306,11 @@ class Org:
         schema = self.schema(object_name)
         with self.lock:
             return [dict(record) for record in self.store[schema.name].values()]
+
+
+def _keys(record_ids: Iterable[str]) -> frozenset[str]:
+    """15-character storage keys of (already checked) record Ids."""
+    return frozenset(key for key in map(parse_id, record_ids) if key is not None)
 
 
 DERIVED_INPUTS = frozenset({"FirstName", "LastName", "Loyalty_Score__c"})

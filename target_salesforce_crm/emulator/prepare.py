@@ -20,7 +20,7 @@ from typing import Any
 
 from .org import DERIVED_INPUTS, Org
 from .schema import FieldSpec, SObjectSchema
-from .values import Error, coerce, emails_valid
+from .values import Error, coerce, emails_valid, utf16_length
 
 MAX_RECORDS = 200
 MISSING: Any = object()
@@ -357,10 +357,12 @@ def _column_ok(spec: FieldSpec, column: tuple[Any, ...]) -> bool:
     if not (spec.plain_text or spec.restricted):
         return False
     try:
-        total = len("".join(column))
+        joined = "".join(column)
     except TypeError:
         return False  # not all strings
-    if not all(column) or (total > spec.length and max(map(len, column)) > spec.length):
+    total = utf16_length(joined)
+    measure = len if total == len(joined) else utf16_length  # the latter for non-BMP text
+    if not all(column) or (total > spec.length and max(map(measure, column)) > spec.length):
         return False  # an empty string (null) or one too long
     return not spec.restricted or set(column) <= set(spec.picklist)
 

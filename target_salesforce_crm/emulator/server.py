@@ -7,6 +7,7 @@ module routes requests to OAuth, describe, limits and sObject Collections.
 from __future__ import annotations
 
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -66,17 +67,36 @@ class App:
 
 
 class EmulatorHTTPServer(ThreadingHTTPServer):
-    """Threaded server that remembers open connections so `stop()` can cut idle keep-alives."""
+    """Threaded server that remembers open connections so `stop()` can cut idle keep-alives.
+
+    With a TLS context each accepted connection is wrapped, and its handshake runs
+    in the connection's own thread, so a client that stalls or refuses the
+    certificate never holds up the accept loop.
+    """
 
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128  # benchmarks open many connections at once
 
-    def __init__(self, address: tuple[str, int], app: App) -> None:
+    def __init__(self, address: tuple[str, int], app: App,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.app = app
+        self.tls = tls
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
         super().__init__(address, Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, address = self.socket.accept()
+        if self.tls is not None:
+            conn = self.tls.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+        return conn, address
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up or fails the TLS handshake is not the emulator's error."""
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)
 
     def track(self, conn: socket.socket, *, opened: bool) -> None:
         with self.connections_lock:
@@ -113,6 +133,12 @@ class Handler(FastHandler):
     def setup(self) -> None:
         super().setup()
         self.server.track(self.connection, opened=True)
+        if isinstance(self.connection, ssl.SSLSocket):
+            try:
+                self.connection.do_handshake()
+            except OSError:
+                self.server.track(self.connection, opened=False)  # finish() will not run
+                raise
 
     def finish(self) -> None:
         try:

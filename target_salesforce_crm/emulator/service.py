@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Iterable
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .auth import Credentials, OAuthServer
+from .auth import ORG_ID, Credentials, OAuthServer
 from .faults import FaultSettings
 from .org import Org
 from .schema import build_schemas
@@ -26,8 +28,10 @@ FIXTURE_CREDENTIALS = {
 class Emulator:
     """A Salesforce org on loopback with Contacts, Leads, OAuth, limits and fault injection.
 
-    Fault keywords (`latency_ms`, `http_503_rate`, `lock_rate`, `daily_api_limit`, ...)
-    are the fields of `FaultSettings`; unknown ones raise `ValueError`.
+    Fault keywords (`latency_ms`, `http_503_rate`, `lock_rate`, `daily_api_limit`,
+    `poison_values`, `lock_forever_ids`, `storage_full_after`, `instance_url`,
+    `omit_access_token`, ...) are the fields of `FaultSettings`; unknown ones raise
+    `ValueError`.
     """
 
     def __init__(
@@ -44,6 +48,9 @@ class Emulator:
         generic_login_host: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
+        tls_cert: str | Path | None = None,
+        tls_key: str | Path | None = None,
+        org_id: str = ORG_ID,
         **faults: Any,
     ) -> None:
         if isinstance(segment_fields, str):
@@ -57,9 +64,10 @@ class Emulator:
             generic_login_host=generic_login_host,
         )
         self._app = App(org=Org(build_schemas(segment_fields), settings),
-                        oauth=OAuthServer(credentials, refresh_tokens))
+                        oauth=OAuthServer(credentials, refresh_tokens, settings, org_id))
         self._host = host
         self._requested_port = port
+        self._tls = _tls_context(tls_cert, tls_key)
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -69,9 +77,10 @@ class Emulator:
         """Bind and serve in a daemon thread; returns self so `Emulator().start()` chains."""
         if self._server is not None:
             return self
-        server = EmulatorHTTPServer((self._host, self._requested_port), self._app)
+        server = EmulatorHTTPServer((self._host, self._requested_port), self._app, self._tls)
         host = f"[{self._host}]" if ":" in self._host else self._host
-        self._app.base_url = f"http://{host}:{server.server_address[1]}"
+        scheme = "https" if self._tls is not None else "http"
+        self._app.base_url = f"{scheme}://{host}:{server.server_address[1]}"
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="salesforce-emulator", daemon=True)
@@ -104,6 +113,11 @@ class Emulator:
         return self._app.base_url
 
     @property
+    def org_id(self) -> str:
+        """The 18-character organization Id in token responses' identity URL."""
+        return self._app.oauth.org_id
+
+    @property
     def port(self) -> int:
         return int(self.url.rsplit(":", 1)[1])
 
@@ -129,3 +143,14 @@ class Emulator:
     def reset_usage(self) -> None:
         """Daily API usage back to zero, as when the rolling 24-hour window moves on."""
         self._app.org.reset_usage()
+
+
+def _tls_context(cert: str | Path | None, key: str | Path | None) -> ssl.SSLContext | None:
+    """A server context for HTTPS, or None for plain HTTP; the key may sit in the cert file."""
+    if cert is None:
+        if key is not None:
+            raise ValueError("tls_key needs tls_cert")
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context

@@ -39,6 +39,16 @@ _SHOWN_VALUE_LIMIT = 255
 Error = dict[str, Any]
 
 
+def utf16_length(text: str) -> int:
+    """Length as Salesforce counts it: UTF-16 code units, so an emoji counts as 2.
+
+    ASCII text (nearly all of it) is measured with `len`; anything else is encoded.
+    """
+    if text.isascii():
+        return len(text)
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
 def record_error(code: str, message: str, fields: list[str] | tuple[str, ...] = ()) -> Error:
     """One entry of a per-record `errors` list (note `statusCode`, not `errorCode`)."""
     return {"statusCode": code, "message": message, "fields": list(fields)}
@@ -46,7 +56,8 @@ def record_error(code: str, message: str, fields: list[str] | tuple[str, ...] = 
 
 def emails_valid(values: Sequence[Any], max_length: int) -> bool:
     """Whether every value is a non-empty string of at most `max_length` characters that
-    passes the email check, as `_text` would find them one by one."""
+    passes the email check, as `_text` would find them one by one (an address that
+    passes is ASCII, so its length in characters is its length in UTF-16 units)."""
     try:
         text = "\n".join(values)
     except TypeError:
@@ -82,7 +93,7 @@ def _text(spec: FieldSpec, value: Any) -> tuple[Any, Error | None]:
         text = "true" if value else "false"
     else:
         text = str(value)
-    if len(text) > spec.length:
+    if utf16_length(text) > spec.length:
         return None, record_error(
             "STRING_TOO_LONG",
             f"{spec.label}: data value too large: {_shown(text)} (max length={spec.length})",
