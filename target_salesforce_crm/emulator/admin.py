@@ -29,10 +29,12 @@ def handle_admin(app: App, method: str, path: str, body: bytes) -> tuple[int, An
             return 200, app.stats()
         if parts == ["faults"] and method == "GET":
             return 200, org.faults.as_dict()
+        if parts == ["options"] and method == "GET":
+            return 200, org.options()
         if parts == ["reset-usage"] and method == "POST":
             org.reset_usage()
             return 200, {"api_usage": 0}
-        if parts[0] in ("seed", "faults") and method == "POST":
+        if parts[0] in ("seed", "faults", "options") and method == "POST":
             return _post(app, parts, body)
     except ValueError as exc:
         return 404 if parts[0] == "records" else 400, {"error": str(exc)}
@@ -44,6 +46,10 @@ def _post(app: App, parts: list[str], body: bytes) -> tuple[int, Any]:
         payload = json.loads(body or b"null")
     except ValueError as exc:
         return 400, {"error": f"invalid JSON: {exc}"}
+    if parts[0] == "options":
+        if not isinstance(payload, dict):
+            return 400, {"error": "expected a JSON object of options"}
+        return 200, app.org.set_options(payload)
     if parts[0] == "faults":
         if not isinstance(payload, dict):
             return 400, {"error": "expected a JSON object of fault settings"}

@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in RATE_FIELDS:
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=None)
     parser.add_argument("--random-seed", type=int, default=None)
+    parser.add_argument("--query-batch-size", type=int, default=None, metavar="N",
+                        help="at most N rows per query page (default 2000), to exercise paging")
     return parser
 
 
@@ -95,6 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             generic_login_host=args.generic_login_host, host=args.host, port=args.port,
             **faults,
         )
+        options = {name: getattr(args, name) for name in ("query_batch_size",)
+                   if getattr(args, name) is not None}
+        emulator.set_options(**options)
         for spec in args.seed:
             object_name, records = _read_seed(spec)
             emulator.seed(object_name, records)

@@ -17,6 +17,8 @@ from .faults import FaultSettings
 from .ids import make_id, parse_id, to_18
 from .schema import FieldSpec, SObjectSchema
 
+QUERY_BATCH_SIZE = 2000  # rows per query page unless Sforce-Query-Options asks for fewer
+MAX_URI_BYTES = 16384
 FAULT_KINDS = ("latency", "drop", "html_503", "http_503", "http_500", "lock", "token_expired",
                "concurrency_limit", "daily_limit")
 
@@ -25,6 +27,17 @@ def timestamp() -> str:
     """Salesforce's datetime wire format, e.g. 2024-05-01T10:00:00.000+0000."""
     now = time.time()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}+0000"
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+# switches settable through `Org.set_options` (admin `POST /__emulator__/options`, CLI flags)
+OPTIONS: dict[str, Any] = {
+    "query_batch_size": _positive_int,
+    "max_uri_bytes": _positive_int,
+}
 
 
 @dataclass(slots=True)
@@ -68,6 +81,12 @@ class Org:
         self.collections_records = 0
         self.describe_calls: dict[str, int] = {}
         self.faults_injected = dict.fromkeys(FAULT_KINDS, 0)
+        # SOQL (query.py): soft-deleted records for queryAll, kept result cursors, page cap
+        self.deleted: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in schemas}
+        self.cursors: dict[str, Any] = {}
+        self.cursor_count = 0
+        self.query_batch_size = QUERY_BATCH_SIZE
+        self.max_uri_bytes = MAX_URI_BYTES
 
     # --- limits and faults -------------------------------------------------
 
@@ -145,6 +164,24 @@ class Org:
                 self.rng = random.Random(self.faults.random_seed)
             if "initial_api_usage" in values:
                 self.api_usage = self.faults.initial_api_usage
+
+    def set_options(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Change behaviour switches (see `OPTIONS`) after checking every one."""
+        checked = {}
+        for name, value in values.items():
+            allowed = OPTIONS.get(name)
+            if allowed is None:
+                raise ValueError(f"unknown option: {name}")
+            if not allowed(value):
+                raise ValueError(f"invalid value for {name}: {value!r}")
+            checked[name] = value
+        with self.lock:
+            for name, value in checked.items():
+                setattr(self, name, value)
+            return self.options()
+
+    def options(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in OPTIONS}
 
     def reset_usage(self) -> None:
         with self.lock:

@@ -21,6 +21,7 @@ from .admin import handle_admin
 from .auth import OAuthError, OAuthServer, parse_basic
 from .httpd import JSON_TYPE, FastHandler
 from .org import Org
+from .query import handle as handle_query
 
 MIN_VERSION, MAX_VERSION = 31, 67
 COLLECTIONS_MIN, UPSERT_MIN = 42, 46
@@ -250,6 +251,10 @@ class Handler(FastHandler):
             with org.lock:
                 org.describe_calls[schema.name] = org.describe_calls.get(schema.name, 0) + 1
             self.send(200, schema.describe_body, JSON_TYPE, limit)
+        elif segments and segments[0] in ("query", "queryAll"):
+            status, payload = handle_query(org, method, version, segments, query,
+                                           len(self.path), self.headers.get("Sforce-Query-Options"))
+            self.send_json(status, payload, limit)
         elif segments[:2] == ["composite", "sobjects"] and len(segments) in (2, 4):
             self._collections(method, version, segments, query, body, limit)
         else:
