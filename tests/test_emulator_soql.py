@@ -239,3 +239,202 @@ def test_options_admin_endpoint(emu):
     bad = requests.post(emu.url + "/__emulator__/options", json={"query_batch_size": 0},
                         timeout=10)
     assert bad.status_code == 400
+
+
+# --- converted Leads, merges, deletes and purges (contract part 2, §2) -----------------
+
+
+def admin(emu: Emulator, action: str, payload: dict) -> dict:
+    response = requests.post(f"{emu.url}/__emulator__/{action}", json=payload, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def collections(session: requests.Session, emu: Emulator, method: str,
+                records: list[dict]) -> list[dict]:
+    response = session.request(method, f"{emu.url}/services/data/{V}/composite/sobjects",
+                               json={"allOrNone": False, "records": records}, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def upsert(session: requests.Session, emu: Emulator, object_name: str,
+           records: list[dict]) -> list[dict]:
+    url = f"{emu.url}/services/data/{V}/composite/sobjects/{object_name}/External_Id__c"
+    response = session.patch(url, json={"allOrNone": False, "records": records}, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_converted_lead_refuses_updates_and_upserts(emu):
+    lead_id, other_id = emu.seed("Lead", [
+        {"LastName": "Smith", "Company": "Acme", "Email": "lead@example.com",
+         "External_Id__c": "L-1"},
+        {"LastName": "Other", "Company": "Acme"}])
+    converted = admin(emu, "convert-lead", {"lead_id": lead_id})
+    contact = emu.get("Contact", converted["contact_id"])
+    assert contact is not None and contact["Email"] == "lead@example.com"
+    session = login(emu)
+    results = collections(session, emu, "PATCH", [
+        {"attributes": {"type": "Lead"}, "id": lead_id, "LastName": "NoEdit"},
+        {"attributes": {"type": "Lead"}, "id": other_id, "LastName": "Edited"}])
+    assert results[0] == {"success": False, "errors": [{
+        "statusCode": "CANNOT_UPDATE_CONVERTED_LEAD",
+        "message": "cannot reference converted lead", "fields": []}]}
+    assert results[1]["success"] is True
+    assert emu.get("Lead", lead_id)["LastName"] == "Smith"
+    upserted = upsert(session, emu, "Lead", [
+        {"attributes": {"type": "Lead"}, "External_Id__c": "L-1", "Title": "x"}])
+    assert upserted[0]["success"] is False
+    assert upserted[0]["errors"][0]["statusCode"] == "CANNOT_UPDATE_CONVERTED_LEAD"
+    single = session.patch(f"{emu.url}/services/data/{V}/sobjects/Lead/{lead_id}",
+                           json={"LastName": "NoEdit"}, timeout=10)
+    assert single.status_code == 400
+    assert single.json() == [{"message": "cannot reference converted lead",
+                              "errorCode": "CANNOT_UPDATE_CONVERTED_LEAD", "fields": []}]
+
+
+def test_converted_lead_fields_are_queryable(emu):
+    contact_id, = emu.seed("Contact", [{"LastName": "Existing"}])
+    lead_id, = emu.seed("Lead", [{"LastName": "Smith", "Company": "Acme"}])
+    admin(emu, "convert-lead", {"lead_id": lead_id, "contact_id": contact_id})
+    session = login(emu)
+    body = soql(session, emu, "SELECT Id, IsConverted, ConvertedContactId, ConvertedDate, Status "
+                              f"FROM Lead WHERE Id IN ('{lead_id}')").json()
+    record = body["records"][0]
+    assert record["IsConverted"] is True and record["ConvertedContactId"] == contact_id
+    assert len(record["ConvertedDate"]) == 10 and record["Status"] == "Closed - Converted"
+    unconverted = soql(session, emu, "SELECT Id FROM Lead WHERE IsConverted = false").json()
+    assert unconverted["totalSize"] == 0
+    assert len(emu.records("Contact")) == 1  # converted into the given Contact
+
+
+def test_converted_lead_edits_permission_allows_updates(emu):
+    lead_id, = emu.seed("Lead", [{"LastName": "Smith", "Company": "Acme", "IsConverted": True}])
+    session = login(emu)
+    record = {"attributes": {"type": "Lead"}, "id": lead_id, "LastName": "Edited"}
+    assert collections(session, emu, "PATCH", [record])[0]["success"] is False
+    emu.set_options(converted_lead_edits=True)
+    assert collections(session, emu, "PATCH", [record])[0]["success"] is True
+
+
+def test_merge_chain_deletes_losers_with_master_record_id(emu):
+    a, b, c = emu.seed("Contact", [{"LastName": n, "Email": f"{n}@x.com"} for n in "ABC"])
+    admin(emu, "merge", {"object": "Contact", "master_id": b, "loser_ids": [a]})
+    admin(emu, "merge", {"object": "Contact", "master_id": c, "loser_ids": [b]})
+    session = login(emu)
+    text = f"SELECT Id, IsDeleted, MasterRecordId FROM Contact WHERE Id IN ('{a}','{b}','{c}')"
+    live = soql(session, emu, text).json()
+    assert [record["Id"] for record in live["records"]] == [c]
+    every = {record["Id"]: record for record in soql(session, emu, text, "queryAll").json()[
+        "records"]}
+    assert every[a]["IsDeleted"] is True and every[a]["MasterRecordId"] == b
+    assert every[b]["IsDeleted"] is True and every[b]["MasterRecordId"] == c
+    assert every[c]["IsDeleted"] is False and every[c]["MasterRecordId"] is None
+    merged = soql(session, emu, "SELECT Id FROM Contact WHERE IsDeleted = true AND "
+                                "MasterRecordId != null", "queryAll").json()
+    assert merged["totalSize"] == 2
+    results = collections(session, emu, "PATCH", [
+        {"attributes": {"type": "Contact"}, "id": a, "LastName": "X"},
+        {"attributes": {"type": "Contact"}, "id": c, "LastName": "Y"}])
+    assert results[0]["success"] is False
+    assert results[0]["errors"] == [{"statusCode": "ENTITY_IS_DELETED",
+                                     "message": "entity is deleted", "fields": []}]
+    assert results[1]["success"] is True
+
+
+def test_plain_delete_and_purge(emu):
+    a, b = emu.seed("Contact", [{"LastName": "A"}, {"LastName": "B"}])
+    session = login(emu)
+    gone = session.delete(f"{emu.url}/services/data/{V}/composite/sobjects",
+                          params={"ids": a}, timeout=10).json()
+    assert gone[0]["success"] is True
+    admin(emu, "delete", {"ids": [b]})
+    every = soql(session, emu, "SELECT Id, IsDeleted, MasterRecordId FROM Contact",
+                 "queryAll").json()["records"]
+    assert {(r["Id"], r["IsDeleted"], r["MasterRecordId"]) for r in every} == {
+        (a, True, None), (b, True, None)}
+    assert soql(session, emu, "SELECT Id FROM Contact").json()["totalSize"] == 0
+    admin(emu, "purge", {"ids": [a]})
+    every = soql(session, emu, "SELECT Id FROM Contact", "queryAll").json()["records"]
+    assert [r["Id"] for r in every] == [b]
+    record = [{"attributes": {"type": "Contact"}, "id": a, "LastName": "X"}]
+    assert collections(session, emu, "PATCH", record)[0]["errors"][0]["statusCode"] \
+        == "ENTITY_IS_DELETED"
+    emu.set_options(missing_record_error="INVALID_CROSS_REFERENCE_KEY")
+    assert collections(session, emu, "PATCH", record)[0]["errors"][0]["statusCode"] \
+        == "INVALID_CROSS_REFERENCE_KEY"
+    record[0]["id"] = b  # still in the Recycle Bin
+    assert collections(session, emu, "PATCH", record)[0]["errors"][0]["statusCode"] \
+        == "ENTITY_IS_DELETED"
+    admin(emu, "undelete", {"ids": [b]})
+    assert collections(session, emu, "PATCH", record)[0]["success"] is True
+
+
+def test_upsert_does_not_match_a_deleted_record(emu):
+    old, = emu.seed("Contact", [{"LastName": "Old", "External_Id__c": "E-1"}])
+    admin(emu, "merge", {"object": "Contact", "master_id": emu.seed("Contact", [
+        {"LastName": "Master"}])[0], "loser_ids": [old]})
+    session = login(emu)
+    result = upsert(session, emu, "Contact", [
+        {"attributes": {"type": "Contact"}, "External_Id__c": "E-1", "LastName": "New"}])
+    assert result[0]["success"] is True and result[0]["created"] is True
+    assert result[0]["id"] != old
+
+
+def test_seeded_lifecycle_states(emu):
+    master, = emu.seed("Contact", [{"LastName": "Master"}])
+    loser, plain = emu.seed("Contact", [
+        {"LastName": "Loser", "IsDeleted": True, "MasterRecordId": master},
+        {"LastName": "Gone", "IsDeleted": True}])
+    lead, = emu.seed("Lead", [{"LastName": "L", "Company": "C", "IsConverted": True,
+                              "ConvertedContactId": master, "ConvertedDate": "2024-05-01"}])
+    session = login(emu)
+    assert [r["Id"] for r in soql(session, emu, "SELECT Id FROM Contact").json()["records"]] \
+        == [master]
+    every = soql(session, emu, "SELECT Id, MasterRecordId FROM Contact WHERE IsDeleted = true",
+                 "queryAll").json()["records"]
+    assert {(r["Id"], r["MasterRecordId"]) for r in every} == {(loser, master), (plain, None)}
+    result = collections(session, emu, "PATCH", [
+        {"attributes": {"type": "Lead"}, "id": lead, "Title": "x"}])
+    assert result[0]["errors"][0]["statusCode"] == "CANNOT_UPDATE_CONVERTED_LEAD"
+    deleted = requests.get(f"{emu.url}/__emulator__/deleted/Contact/{loser}", timeout=10)
+    assert deleted.status_code == 200 and deleted.json()["MasterRecordId"] == master
+
+
+def test_admin_lifecycle_errors(emu):
+    contact, = emu.seed("Contact", [{"LastName": "A"}])
+    lead, = emu.seed("Lead", [{"LastName": "L", "Company": "C"}])
+    for action, payload in [
+        ("convert-lead", {"lead_id": contact}),
+        ("merge", {"object": "Contact", "master_id": contact, "loser_ids": [contact]}),
+        ("merge", {"object": "Lead", "master_id": contact, "loser_ids": [lead]}),
+        ("delete", {"ids": ["bogus"]}),
+        ("purge", {"ids": []}),
+    ]:
+        response = requests.post(f"{emu.url}/__emulator__/{action}", json=payload, timeout=10)
+        assert response.status_code == 400, (action, payload, response.text)
+    admin(emu, "convert-lead", {"lead_id": lead})
+    again = requests.post(f"{emu.url}/__emulator__/convert-lead", json={"lead_id": lead},
+                          timeout=10)
+    assert again.status_code == 400
+
+
+def test_single_record_resources(emu):
+    session = login(emu)
+    base = f"{emu.url}/services/data/{V}/sobjects/Contact"
+    created = session.post(base, json={"LastName": "Single"}, timeout=10)
+    assert created.status_code == 201
+    new_id = created.json()["id"]
+    assert created.headers["Location"] == f"/services/data/{V}/sobjects/Contact/{new_id}"
+    assert session.patch(f"{base}/{new_id}", json={"Title": "Boss"}, timeout=10).status_code \
+        == 204
+    fetched = session.get(f"{base}/{new_id}", timeout=10).json()
+    assert fetched["Title"] == "Boss" and fetched["IsDeleted"] is False
+    missing = session.post(base, json={"FirstName": "NoLast"}, timeout=10)
+    assert missing.status_code == 400
+    assert missing.json()[0]["errorCode"] == "REQUIRED_FIELD_MISSING"
+    assert session.delete(f"{base}/{new_id}", timeout=10).status_code == 204
+    after = session.patch(f"{base}/{new_id}", json={"Title": "x"}, timeout=10)
+    assert after.status_code == 404 and after.json()[0]["errorCode"] == "ENTITY_IS_DELETED"
+    assert session.get(f"{base}/{new_id}", timeout=10).status_code == 404

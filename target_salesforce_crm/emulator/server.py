@@ -16,7 +16,7 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
-from . import dml
+from . import dml, sobject
 from .admin import handle_admin
 from .auth import OAuthError, OAuthServer, parse_basic
 from .httpd import JSON_TYPE, FastHandler
@@ -251,6 +251,12 @@ class Handler(FastHandler):
             with org.lock:
                 org.describe_calls[schema.name] = org.describe_calls.get(schema.name, 0) + 1
             self.send(200, schema.describe_body, JSON_TYPE, limit)
+        elif segments and segments[0] == "sobjects" and len(segments) in (2, 3):
+            status, payload, headers = sobject.handle(org, method, version, segments, body)
+            if payload is None:
+                self.send(status, b"", JSON_TYPE, {**limit, **headers})
+            else:
+                self.send_json(status, payload, {**limit, **headers})
         elif segments and segments[0] in ("query", "queryAll"):
             status, payload = handle_query(org, method, version, segments, query,
                                            len(self.path), self.headers.get("Sforce-Query-Options"))
