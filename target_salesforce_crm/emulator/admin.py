@@ -9,6 +9,8 @@ import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from .lifecycle import ACTIONS
+
 if TYPE_CHECKING:
     from .server import App
 
@@ -25,17 +27,26 @@ def handle_admin(app: App, method: str, path: str, body: bytes) -> tuple[int, An
             if record is None:
                 return 404, {"error": f"no {parts[1]} record with Id {parts[2]}"}
             return 200, record
+        if parts[0] == "deleted" and method == "GET" and len(parts) == 2:
+            return 200, org.records(parts[1], deleted=True)
+        if parts[0] == "deleted" and method == "GET" and len(parts) == 3:
+            record = org.get(parts[1], parts[2], deleted=True)
+            if record is None:
+                return 404, {"error": f"no deleted {parts[1]} record with Id {parts[2]}"}
+            return 200, record
         if parts == ["stats"] and method == "GET":
             return 200, app.stats()
         if parts == ["faults"] and method == "GET":
             return 200, org.faults.as_dict()
+        if parts == ["options"] and method == "GET":
+            return 200, org.options()
         if parts == ["reset-usage"] and method == "POST":
             org.reset_usage()
             return 200, {"api_usage": 0}
-        if parts[0] in ("seed", "faults") and method == "POST":
+        if parts[0] in ("seed", "faults", "options", *ACTIONS) and method == "POST":
             return _post(app, parts, body)
     except ValueError as exc:
-        return 404 if parts[0] == "records" else 400, {"error": str(exc)}
+        return 404 if parts[0] in ("records", "deleted") else 400, {"error": str(exc)}
     return 404, {"error": f"unknown admin endpoint: {method} {path}"}
 
 
@@ -44,6 +55,12 @@ def _post(app: App, parts: list[str], body: bytes) -> tuple[int, Any]:
         payload = json.loads(body or b"null")
     except ValueError as exc:
         return 400, {"error": f"invalid JSON: {exc}"}
+    if parts[0] in ACTIONS and len(parts) == 1:
+        return 200, ACTIONS[parts[0]](app.org, payload)
+    if parts[0] == "options":
+        if not isinstance(payload, dict):
+            return 400, {"error": "expected a JSON object of options"}
+        return 200, app.org.set_options(payload)
     if parts[0] == "faults":
         if not isinstance(payload, dict):
             return 400, {"error": "expected a JSON object of fault settings"}

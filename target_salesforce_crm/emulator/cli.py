@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="instance_url to put in token responses (default: this server)")
     parser.add_argument("--omit-access-token", action="store_const", const=True, default=None,
                         help="token responses leave out access_token")
+    parser.add_argument("--query-batch-size", type=int, default=None, metavar="N",
+                        help="at most N rows per query page (default 2000), to exercise paging")
     return parser
 
 
@@ -120,6 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             generic_login_host=args.generic_login_host, host=args.host, port=args.port,
             tls_cert=args.tls_cert, tls_key=args.tls_key, org_id=args.org_id, **faults,
         )
+        options = {name: getattr(args, name) for name in ("query_batch_size",)
+                   if getattr(args, name) is not None}
+        emulator.set_options(**options)
         for spec in args.seed:
             object_name, records = _read_seed(spec)
             emulator.seed(object_name, records)

@@ -226,7 +226,7 @@ def _resolve_id(org: Org, prep: Prepared) -> list[Error]:
         return [record_error("MALFORMED_ID",
                              f"{prep.schema.label} ID: id value of incorrect type: {raw}", ["Id"])]
     if key not in org.store[prep.schema.name]:
-        return [record_error("ENTITY_IS_DELETED", "entity is deleted")]
+        return [org.missing_error(prep.schema, key)]
     prep.key = key
     return []
 
@@ -249,7 +249,7 @@ def update(org: Org, raw: bytes) -> bytes:
     with org.lock:
         org.collections_records += len(prepared)
         for prep in prepared:
-            errors = _resolve_id(org, prep)
+            errors = _resolve_id(org, prep) or org.update_blocks(prep.schema, prep.key)
             if not errors:
                 errors = _field_errors(prep, creating=False)
                 errors = errors or _unique_errors(org, prep, seen) or _write_faults(org, prep)
@@ -306,6 +306,9 @@ def _upsert_record(org: Org, prep: Prepared, key_spec: FieldSpec, value: Any,
                              "than one record during an upsert.")]
     if matches:
         prep.key = matches[0]
+        blocked = org.update_blocks(prep.schema, prep.key)
+        if blocked:
+            return blocked
     else:
         prep.created = True
         _drop_null_defaults(prep)
@@ -331,7 +334,9 @@ def delete(org: Org, query: dict[str, list[str]]) -> bytes:
             schema = org.by_prefix.get(key[:3]) if key else None
             if key is None or schema is None:
                 planned.append((None, None, [record_error("MALFORMED_ID", f"malformed id {raw}")]))
-            elif key not in org.store[schema.name] or key in doomed:
+            elif key not in org.store[schema.name]:
+                planned.append((schema, key, [org.missing_error(schema, key)]))
+            elif key in doomed:
                 planned.append((schema, key, [record_error("ENTITY_IS_DELETED",
                                                            "entity is deleted")]))
             else:
@@ -341,13 +346,14 @@ def delete(org: Org, query: dict[str, list[str]]) -> bytes:
                     doomed.add(key)
                 planned.append((schema, key, errors))
         rollback = all_or_none and any(errors for _, _, errors in planned)
+        now = timestamp()
         results: list[dict[str, Any]] = []
         for schema, key, errors in planned:
             result: dict[str, Any] = {"id": to_18(key)} if key else {}
             if errors or rollback or schema is None or key is None:
                 result.update(success=False, errors=errors or [ROLLED_BACK])
             else:
-                org.delete(schema, key)
+                org.soft_delete(schema, key, now)
                 result.update(success=True, errors=[])
             results.append(result)
         return encode_results(results)

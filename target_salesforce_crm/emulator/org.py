@@ -15,7 +15,9 @@ from typing import Any
 
 from .faults import FaultSettings
 from .ids import make_id, parse_id, to_18
+from .options import MAX_URI_BYTES, OPTIONS, QUERY_BATCH_SIZE
 from .schema import FieldSpec, SObjectSchema
+from .values import Error, record_error
 
 FAULT_KINDS = ("latency", "drop", "html_503", "http_503", "http_500", "lock", "token_expired",
                "concurrency_limit", "daily_limit", "poison", "storage_full")
@@ -70,6 +72,16 @@ class Org:
         self.collections_records = 0
         self.describe_calls: dict[str, int] = {}
         self.faults_injected = dict.fromkeys(FAULT_KINDS, 0)
+        # SOQL (query.py): soft-deleted records for queryAll, kept result cursors, page cap
+        self.deleted: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in schemas}
+        self.cursors: dict[str, Any] = {}
+        self.cursor_count = 0
+        self.query_batch_size = QUERY_BATCH_SIZE
+        self.max_uri_bytes = MAX_URI_BYTES
+        # lifecycle (lifecycle.py): converted Leads refuse updates unless the permission is on
+        self.converted_leads: set[str] = set()
+        self.converted_lead_edits = False
+        self.missing_record_error = "ENTITY_IS_DELETED"
 
     # --- limits and faults -------------------------------------------------
 
@@ -176,6 +188,24 @@ class Org:
             if "initial_api_usage" in values:
                 self.api_usage = self.faults.initial_api_usage
 
+    def set_options(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Change behaviour switches (see `OPTIONS`) after checking every one."""
+        checked = {}
+        for name, value in values.items():
+            allowed = OPTIONS.get(name)
+            if allowed is None:
+                raise ValueError(f"unknown option: {name}")
+            if not allowed(value):
+                raise ValueError(f"invalid value for {name}: {value!r}")
+            checked[name] = value
+        with self.lock:
+            for name, value in checked.items():
+                setattr(self, name, value)
+            return self.options()
+
+    def options(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in OPTIONS}
+
     def reset_usage(self) -> None:
         with self.lock:
             self.api_usage = 0
@@ -227,6 +257,8 @@ class Org:
         derive(record)
         self.store[schema.name][key] = record
         self._index(schema, key, record, add=True)
+        if record.get("IsConverted") is True:
+            self.converted_leads.add(key)
         return record["Id"]
 
     def update(self, schema: SObjectSchema, key: str, values: dict[str, Any], now: str) -> str:
@@ -249,6 +281,44 @@ class Org:
     def delete(self, schema: SObjectSchema, key: str) -> None:
         record = self.store[schema.name].pop(key)
         self._index(schema, key, record, add=False)
+
+    def soft_delete(self, schema: SObjectSchema, key: str, now: str,
+                    master_id: str | None = None) -> dict[str, Any]:
+        """Move a live record to the Recycle Bin: only queryAll sees it from now on."""
+        record = self.store[schema.name].pop(key)
+        self._index(schema, key, record, add=False)
+        self.converted_leads.discard(key)
+        record.update(IsDeleted=True, MasterRecordId=master_id, LastModifiedDate=now)
+        self.deleted[schema.name][key] = record
+        return record
+
+    def undelete(self, schema: SObjectSchema, key: str, now: str) -> None:
+        record = self.deleted[schema.name].pop(key)
+        record.update(IsDeleted=False, MasterRecordId=None, LastModifiedDate=now)
+        self.store[schema.name][key] = record
+        self._index(schema, key, record, add=True)
+        if record.get("IsConverted") is True:
+            self.converted_leads.add(key)
+
+    def purge(self, schema: SObjectSchema, key: str) -> None:
+        """Empty a record out of the Recycle Bin: gone from queryAll too."""
+        del self.deleted[schema.name][key]
+
+    def missing_error(self, schema: SObjectSchema, key: str) -> Error:
+        """The per-record error for writing to an Id that is not live."""
+        if key in self.deleted[schema.name] or self.missing_record_error == "ENTITY_IS_DELETED":
+            return record_error("ENTITY_IS_DELETED", "entity is deleted")
+        return record_error("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")
+
+    def update_blocks(self, schema: SObjectSchema, key: str | None) -> list[Error]:
+        """Errors that stop any update of a live record (a converted Lead, §2.2)."""
+        if key in self.converted_leads and not self.converted_lead_edits:
+            return [record_error("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead")]
+        return []
+
+    def slow_path(self, schema: SObjectSchema) -> bool:
+        """Whether writes to this object need the record-by-record checks of `dml`."""
+        return bool(self.converted_leads) and schema.name == "Lead"
 
     def _index(self, schema: SObjectSchema, key: str, record: dict[str, Any], *, add: bool) -> None:
         for field_name, index in self.indexes[schema.name].items():
@@ -292,20 +362,29 @@ class Org:
                     values[spec.name] = value
                 if key is not None and key in self.store[schema.name]:
                     self.delete(schema, key)
+                if key is not None:
+                    self.deleted[schema.name].pop(key, None)
                 ids.append(self.insert(schema, values, now, key=key))
+                if values.get("IsDeleted") is True:
+                    self.soft_delete(schema, ids[-1][:15], now, values.get("MasterRecordId"))
         return ids
 
-    def get(self, object_name: str, record_id: str) -> dict[str, Any] | None:
+    def get(self, object_name: str, record_id: str, *,
+            deleted: bool = False) -> dict[str, Any] | None:
+        """A live record, or with `deleted` one in the Recycle Bin."""
         schema = self.schema(object_name)
         key = parse_id(record_id)
+        store = self.deleted[schema.name] if deleted else self.store[schema.name]
         with self.lock:
-            record = self.store[schema.name].get(key) if key else None
+            record = store.get(key) if key else None
             return dict(record) if record is not None else None
 
-    def records(self, object_name: str) -> list[dict[str, Any]]:
+    def records(self, object_name: str, *, deleted: bool = False) -> list[dict[str, Any]]:
+        """Live records, or with `deleted` the ones in the Recycle Bin."""
         schema = self.schema(object_name)
+        store = self.deleted[schema.name] if deleted else self.store[schema.name]
         with self.lock:
-            return [dict(record) for record in self.store[schema.name].values()]
+            return [dict(record) for record in store.values()]
 
 
 def _keys(record_ids: Iterable[str]) -> frozenset[str]:

@@ -157,6 +157,37 @@ def _field(
     )
 
 
+def _reference(name: str, label: str, targets: Iterable[str], *, createable: bool = False,
+               updateable: bool = False, nillable: bool = True) -> FieldSpec:
+    """A lookup field (an 18-character Id of one of `targets`)."""
+    spec = _field(name, label, "reference", 18, createable=createable, updateable=updateable,
+                  nillable=nillable)
+    relationship = name[:-2] if name.endswith("Id") else None
+    spec.describe.update(referenceTo=list(targets), relationshipName=relationship, byteLength=18)
+    return spec
+
+
+def lifecycle_fields(object_name: str) -> list[FieldSpec]:
+    """IsDeleted and MasterRecordId: set when a record is deleted or loses a merge (§2.3)."""
+    return [
+        _field("IsDeleted", "Deleted", "boolean", createable=False, updateable=False,
+               nillable=False, defaulted=True, default=False),
+        _reference("MasterRecordId", "Master Record ID", [object_name]),
+    ]
+
+
+def _conversion_fields() -> list[FieldSpec]:
+    """A Lead's conversion outcome (§2.1); only IsConverted may be given on create."""
+    return [
+        _field("IsConverted", "Converted", "boolean", updateable=False, nillable=False,
+               defaulted=True, default=False),
+        _field("ConvertedDate", "Converted Date", "date", createable=False, updateable=False),
+        _reference("ConvertedAccountId", "Converted Account ID", ["Account"]),
+        _reference("ConvertedContactId", "Converted Contact ID", ["Contact"]),
+        _reference("ConvertedOpportunityId", "Converted Opportunity ID", ["Opportunity"]),
+    ]
+
+
 def _system_fields() -> list[FieldSpec]:
     return [
         _field("Id", "Record ID", "id", 18, createable=False, updateable=False, nillable=False,
@@ -216,6 +247,7 @@ def _contact_fields() -> list[FieldSpec]:
         _field("Birthdate", "Birthdate", "date"),
         _field("HasOptedOutOfEmail", "Email Opt Out", "boolean", nillable=False, defaulted=True,
                default=False),
+        *lifecycle_fields("Contact"),
         *_audit_fields(),
     ]
 
@@ -239,6 +271,8 @@ def _lead_fields() -> list[FieldSpec]:
         _field("Description", "Description", "textarea", 32000),
         _field("Status", "Lead Status", "picklist", 40, nillable=False, defaulted=True,
                picklist=statuses, restricted=True, default=statuses[0]),
+        *lifecycle_fields("Lead"),
+        *_conversion_fields(),
         *_audit_fields(),
     ]
 

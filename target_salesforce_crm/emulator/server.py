@@ -17,11 +17,12 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
-from . import dml
+from . import dml, sobject
 from .admin import handle_admin
 from .auth import OAuthError, OAuthServer, parse_basic
 from .httpd import JSON_TYPE, FastHandler
 from .org import Org
+from .query import handle as handle_query
 
 MIN_VERSION, MAX_VERSION = 31, 67
 COLLECTIONS_MIN, UPSERT_MIN = 42, 46
@@ -276,6 +277,16 @@ class Handler(FastHandler):
             with org.lock:
                 org.describe_calls[schema.name] = org.describe_calls.get(schema.name, 0) + 1
             self.send(200, schema.describe_body, JSON_TYPE, limit)
+        elif segments and segments[0] == "sobjects" and len(segments) in (2, 3):
+            status, payload, headers = sobject.handle(org, method, version, segments, body)
+            if payload is None:
+                self.send(status, b"", JSON_TYPE, {**limit, **headers})
+            else:
+                self.send_json(status, payload, {**limit, **headers})
+        elif segments and segments[0] in ("query", "queryAll"):
+            status, payload = handle_query(org, method, version, segments, query,
+                                           len(self.path), self.headers.get("Sforce-Query-Options"))
+            self.send_json(status, payload, limit)
         elif segments[:2] == ["composite", "sobjects"] and len(segments) in (2, 4):
             self._collections(method, version, segments, query, body, limit)
         else:

@@ -140,6 +140,10 @@ class Emulator:
         """Change some fault settings; the others keep their values."""
         self._app.org.set_faults(faults)
 
+    def set_options(self, **options: Any) -> dict[str, Any]:
+        """Change behaviour switches such as `query_batch_size` (see `org.OPTIONS`)."""
+        return self._app.org.set_options(options)
+
     def reset_usage(self) -> None:
         """Daily API usage back to zero, as when the rolling 24-hour window moves on."""
         self._app.org.reset_usage()

@@ -13,6 +13,7 @@ import string
 from collections.abc import Sequence
 from typing import Any
 
+from .ids import parse_id, to_18
 from .schema import FieldSpec, SObjectSchema
 
 _TEXT_TYPES = frozenset({"string", "textarea", "email", "phone", "url", "picklist"})
@@ -147,6 +148,15 @@ def _date(spec: FieldSpec, value: Any) -> tuple[Any, Error | None]:
     return value, None
 
 
+def _reference(spec: FieldSpec, value: Any) -> tuple[Any, Error | None]:
+    key = parse_id(value)
+    if key is None:
+        return None, record_error("MALFORMED_ID",
+                                  f"{spec.label}: id value of incorrect type: {value}",
+                                  [spec.name])
+    return to_18(key), None
+
+
 def coerce(spec: FieldSpec, value: Any) -> tuple[Any, Error | None]:
     """Return the value as the org would store it, or the per-record error it raises.
 
@@ -163,6 +173,8 @@ def coerce(spec: FieldSpec, value: Any) -> tuple[Any, Error | None]:
         return _boolean(spec, value)
     if ftype in ("date", "datetime"):
         return _date(spec, value)
+    if ftype == "reference":
+        return _reference(spec, value)
     return _wrong_type(spec, value)
 
 
