@@ -10,11 +10,12 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
+from target_salesforce_crm.chunks import Chunk, Entry
 from target_salesforce_crm.deadletter import scrub
-from target_salesforce_crm.rejections import Rejection, Rejector, Source
+from target_salesforce_crm.redirects import CONVERTED_CODE, MERGED_CODE, Redirector
+from target_salesforce_crm.rejections import Rejection, Rejector
 from target_salesforce_crm.salesforce.client import SalesforceClient
 from target_salesforce_crm.salesforce.errors import (
     ApiLimitReached,
@@ -24,59 +25,24 @@ from target_salesforce_crm.salesforce.errors import (
     classify_record_error,
 )
 from target_salesforce_crm.salesforce.retry import Backoff
-from target_salesforce_crm.stats import RunStats, StreamStats
+from target_salesforce_crm.stats import RunStats
 
 LOGGER = logging.getLogger("target-salesforce-crm")
 LOCK_RETRY_ATTEMPTS = 6
-
-
-@dataclass
-class Entry:
-    """One payload for one Salesforce record, and the source records merged into it (with
-    the stream each came from: a later stream may take over an earlier stream's entry)."""
-
-    key: str
-    payload: dict[str, Any]
-    records: list[tuple[Source, dict[str, Any]]] = field(default_factory=list)
-
-    def merge(self, payload: dict[str, Any], source: Source, record: dict[str, Any]) -> None:
-        """Later values win, field by field; absent fields keep the earlier value."""
-        self.payload.update(payload)
-        self.records.append((source, record))
-
-
-@dataclass
-class Chunk:
-    """Entries for one collections call, with what is needed to account for the results."""
-
-    source: Source
-    segment_fields: tuple[str, ...]
-    entries: list[Entry]
-    external_id_field: str | None = None
-
-    @property
-    def object_type(self) -> str:
-        return self.source.object_type
-
-    @property
-    def stats(self) -> StreamStats:
-        return self.source.stats
-
-    @property
-    def keys(self) -> list[tuple[str, str]]:
-        return [(self.source.object_type, e.key) for e in self.entries]
 
 
 class Deliverer:
     """Sends one chunk and accounts for every record in it (landed, retried or rejected)."""
 
     def __init__(
-        self, client: SalesforceClient, rejector: Rejector, stats: RunStats, *, dry_run: bool
+        self, client: SalesforceClient, rejector: Rejector, stats: RunStats, *, dry_run: bool,
+        redirector: Redirector | None = None,
     ) -> None:
         self.client = client
         self.rejector = rejector
         self.stats = stats
         self.dry_run = dry_run
+        self.redirector = redirector
 
     def reject(self, entry: Entry, code: str, message: str,
                fields: tuple[str, ...] | list[str]) -> None:
@@ -88,7 +54,29 @@ class Deliverer:
             for entry in chunk.entries:
                 self.stats.would_send(chunk.stats, entry.payload, chunk.segment_fields)
             return
-        self._send(chunk, chunk.entries)
+        if chunk.redirect and self.redirector is not None:
+            chunk = self.redirector.resolve(chunk)
+        entries = self._skip_known_moves(chunk, chunk.entries)
+        self._send(chunk, entries)
+
+    def _skip_known_moves(self, chunk: Chunk, entries: list[Entry]) -> list[Entry]:
+        """Entries whose record this run already found moved go to the redirector at once,
+        without a refused call first."""
+        redirector = self.redirector
+        if redirector is None or chunk.external_id_field or not redirector.resolver.remembers():
+            return entries
+        kept = []
+        for entry in entries:
+            moved = redirector.resolver.known(chunk.object_type, entry.key)
+            if moved is None:
+                kept.append(entry)
+                continue
+            code = MERGED_CODE if moved[0] == chunk.object_type else CONVERTED_CODE
+            if redirector.wants(code, chunk, entry):
+                redirector.hold(chunk, entry, code, "redirected: the record moved earlier")
+            else:
+                kept.append(entry)
+        return kept
 
     def _call(self, chunk: Chunk, entries: list[Entry]) -> list[dict[str, Any]]:
         payloads = [e.payload for e in entries]
@@ -125,6 +113,9 @@ class Deliverer:
                     continue
                 error = (result.get("errors") or [{}])[0]
                 code = str(error.get("statusCode") or "UNKNOWN_ERROR")
+                if self.redirector is not None and self.redirector.wants(code, chunk, entry):
+                    self.redirector.hold(chunk, entry, code, str(error.get("message") or code))
+                    continue
                 error_class = classify_record_error(code)
                 if error_class is ErrorClass.TRANSIENT:
                     locked.append(entry)

@@ -140,6 +140,16 @@ class RecordMapper:
         self._check_required(payload)
         return Mapped(key=key, payload=payload)
 
+    def map_onto(self, record: dict[str, Any], payload: dict[str, Any]) -> None:
+        """Fields and segment statuses of ``record`` onto ``payload``, without a key: how a
+        record is written to the record it moved to (a converted Lead's Contact)."""
+        for mapped in self.fields:
+            value = mapped.path.get(record)
+            if value is not None:
+                payload[mapped.spec.name] = mapped.convert(value)
+        self._map_segments(record, payload)
+        self._check_required(payload)
+
     def _external_key(
         self, external_id: MappedField, record: dict[str, Any], payload: dict[str, Any]
     ) -> str:

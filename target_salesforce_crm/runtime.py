@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import threading
 from typing import Any
 
+from target_salesforce_crm.chunks import Chunk, Entry
 from target_salesforce_crm.deadletter import DeadLetter
-from target_salesforce_crm.delivery import Deliverer, Dispatcher, Entry
+from target_salesforce_crm.delivery import Deliverer, Dispatcher
+from target_salesforce_crm.mapping import RecordMapper
 from target_salesforce_crm.preflight import check_fields
+from target_salesforce_crm.redirects import CONVERTED, MERGED, Redirector
 from target_salesforce_crm.rejections import Rejector
 from target_salesforce_crm.salesforce.auth import TokenProvider
 from target_salesforce_crm.salesforce.client import SalesforceClient
-from target_salesforce_crm.salesforce.describe import FieldSpec
+from target_salesforce_crm.salesforce.describe import FieldSpec, field_specs
+from target_salesforce_crm.salesforce.moves import MoveResolver
 from target_salesforce_crm.salesforce.transport import TIMEOUT, new_session
-from target_salesforce_crm.settings import Settings
+from target_salesforce_crm.settings import FieldMapping, Settings
 from target_salesforce_crm.stats import RunStats, write_report
 
 LOGGER = logging.getLogger("target-salesforce-crm")
@@ -41,8 +46,16 @@ class Runtime:
         )
         self.stats = RunStats(dry_run=settings.dry_run)
         self.rejector = Rejector(self.dead_letter, self.stats)
+        follow = frozenset(
+            kind for kind, setting in ((CONVERTED, settings.converted_leads),
+                                       (MERGED, settings.merged_records))
+            if setting == "follow"
+        )
+        self.redirector = Redirector(MoveResolver(self.client), self.rejector, self.stats,
+                                     follow=follow, batch_size=settings.batch_size)
         self.deliverer = Deliverer(
-            self.client, self.rejector, self.stats, dry_run=settings.dry_run
+            self.client, self.rejector, self.stats, dry_run=settings.dry_run,
+            redirector=self.redirector,
         )
         self.dispatcher = Dispatcher(settings.max_concurrency, self.deliverer.deliver)
         self.client.on_concurrency_limit = self.dispatcher.lower_concurrency
@@ -56,13 +69,43 @@ class Runtime:
         with self._lock:
             if not self._fields:
                 objects = [self.settings.object_type, *self.settings.stream_object_types.values()]
-                for name in dict.fromkeys(objects):
-                    describe = self.client.describe(name)
+                describes = {name: self.client.describe(name) for name in dict.fromkeys(objects)}
+                for name, describe in describes.items():
                     self._fields[name] = check_fields(self.settings, name, describe)
                     LOGGER.info("pre-flight of %s passed (%d mapped fields, %d segment fields)",
                                 name, len(self.settings.mappings_for(name)),
                                 len(self.settings.segment_mappings))
+                if "Lead" in describes and CONVERTED in self.redirector.follow:
+                    contact = describes.get("Contact") or self.client.describe("Contact")
+                    self._prepare_conversions(contact)
             return self._fields[object_type]
+
+    def _prepare_conversions(self, contact_describe: dict[str, Any]) -> None:
+        """converted_leads=follow: a converted Lead's records are written to its Contact with
+        the Contact mapping; mapped fields Contact lacks are dropped (and reported), segment
+        fields must exist on Contact too (pre-flight, before anything is written)."""
+        specs = field_specs(contact_describe)
+        kept: list[FieldMapping] = []
+        dropped: list[FieldMapping] = []
+        for mapping in self.settings.mappings_for("Contact"):
+            spec = specs.get(mapping.target.lower())
+            (kept if spec is not None and spec.updateable else dropped).append(mapping)
+        settings = dataclasses.replace(
+            self.settings, operation="update",
+            field_mappings={**self.settings.field_mappings, "Contact": tuple(kept)},
+        )
+        fields = check_fields(settings, "Contact", contact_describe)
+        self.redirector.contact_mapper = RecordMapper(settings, "Contact", fields)
+        self.redirector.dropped_contact_fields = tuple(m.target for m in dropped)
+        LOGGER.info("pre-flight of Contact for converted Leads passed%s",
+                    f" (not on Contact, dropped: {', '.join(m.target for m in dropped)})"
+                    if dropped else "")
+
+    def submit(self, chunk: Chunk) -> None:
+        """Send a chunk, then any full batch of moved records waiting to be redirected."""
+        self.dispatcher.submit(chunk)
+        for redirect in self.redirector.ready(flush=False):
+            self.dispatcher.submit(redirect)
 
     def api_summary(self) -> dict[str, Any]:
         counts = self.client.counts
@@ -71,6 +114,7 @@ class Runtime:
             "token_calls": self.client.tokens.grants,
             "describe_calls": counts.describe,
             "collections_calls": counts.collections,
+            "query_calls": counts.query,
             "retried_calls": counts.retries,
             "reauthentications": counts.reauth,
             "usage_percent": self.client.usage.percent,
@@ -82,8 +126,13 @@ class Runtime:
         }
 
     def land_everything(self) -> None:
-        """Barrier before STATE: every dispatched record landed or durably dead-lettered."""
+        """Barrier before STATE: every dispatched record landed or durably dead-lettered
+        (moved records included: redirected until none is left waiting)."""
         self.dispatcher.wait_idle()
+        while redirects := self.redirector.ready(flush=True):
+            for redirect in redirects:
+                self.dispatcher.submit(redirect)
+            self.dispatcher.wait_idle()
         self.dead_letter.sync()
 
     def finish(self, error: str | None, status: str | None = None) -> None:

@@ -17,6 +17,8 @@ OBJECT_TYPES = ("Contact", "Lead")
 AUTH_FLOWS = ("password", "client_credentials", "jwt", "refresh_token")
 OPERATIONS = ("update", "upsert")
 OVERFLOW_POLICIES = ("truncate", "reject")
+MOVE_POLICIES = ("follow", "reject")  # converted_leads, merged_records
+DEFAULT_MOVE_POLICY = "follow"
 DEFAULT_API_VERSION = "63.0"
 MAX_BATCH_SIZE = 200
 MAX_SEGMENT_MAPPINGS = 25
@@ -102,6 +104,8 @@ class Settings:
     rejected_records_path: str | None
     run_report_path: str | None
     dry_run: bool
+    converted_leads: str
+    merged_records: str
     credentials: dict[str, str] = field(repr=False)
 
     def object_for_stream(self, stream_name: str) -> str:
@@ -224,6 +228,11 @@ def parse_settings(config: dict[str, Any]) -> Settings:
     string_overflow = config.get("string_overflow") or "truncate"
     if string_overflow not in OVERFLOW_POLICIES:
         problems.append(f"string_overflow {string_overflow!r} must be 'truncate' or 'reject'")
+    moves = {}
+    for name in ("converted_leads", "merged_records"):
+        moves[name] = str(_default(config.get(name), DEFAULT_MOVE_POLICY))
+        if moves[name] not in MOVE_POLICIES:
+            problems.append(f"{name} {moves[name]!r} must be one of {', '.join(MOVE_POLICIES)}")
 
     if problems:
         raise SettingsError(problems)
@@ -250,6 +259,8 @@ def parse_settings(config: dict[str, Any]) -> Settings:
         rejected_records_path=config.get("rejected_records_path") or None,
         run_report_path=config.get("run_report_path") or None,
         dry_run=bool(config.get("dry_run", False)),
+        converted_leads=moves["converted_leads"],
+        merged_records=moves["merged_records"],
         credentials=credentials,
     )
 

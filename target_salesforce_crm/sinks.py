@@ -21,7 +21,7 @@ from singer_sdk.helpers._typing import get_datelike_property_type
 from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
-from target_salesforce_crm.delivery import Chunk, Entry
+from target_salesforce_crm.chunks import Chunk, Entry
 from target_salesforce_crm.mapping import RecordMapper
 from target_salesforce_crm.rejections import RecordRejected, Rejection, Source
 from target_salesforce_crm.runtime import Runtime
@@ -200,7 +200,7 @@ class SalesforceSink(BatchSink):
             for entry, problem in incomplete:
                 self.runtime.rejector.reject(problem, entry.key, entry.records)
             if entries:
-                self.runtime.dispatcher.submit(self._chunk(entries))
+                self.runtime.submit(self._chunk(entries))
 
     def _chunk(self, entries: list[Entry]) -> Chunk:
         return Chunk(

@@ -33,6 +33,8 @@ class StreamStats:
     would_send: int = 0
     api_calls: int = 0
     rejections_by_code: Counter = field(default_factory=Counter)
+    redirected: Counter = field(default_factory=Counter)  # by kind: converted_lead, merged
+    dropped_on_conversion: Counter = field(default_factory=Counter)  # Lead-only fields
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -46,6 +48,8 @@ class StreamStats:
             "would_send": self.would_send,
             "collections_calls": self.api_calls,
             "rejections_by_code": dict(self.rejections_by_code),
+            "redirected": dict(self.redirected),
+            "fields_dropped_on_conversion": dict(self.dropped_on_conversion),
         }
 
 
@@ -98,6 +102,14 @@ class RunStats:
         with self._lock:
             stats.rejected += 1
             stats.rejections_by_code[code] += 1
+
+    def redirected(self, stats: StreamStats, kind: str, count: int) -> None:
+        with self._lock:
+            stats.redirected[kind] += count
+
+    def dropped_on_conversion(self, stats: StreamStats, fields: list[str]) -> None:
+        with self._lock:
+            stats.dropped_on_conversion.update(fields)
 
     def called(self, stats: StreamStats) -> None:
         with self._lock:

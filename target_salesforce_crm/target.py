@@ -28,6 +28,8 @@ from target_salesforce_crm.salesforce.errors import ApiLimitReached, TargetError
 from target_salesforce_crm.settings import (
     AUTH_FLOWS,
     DEFAULT_API_VERSION,
+    DEFAULT_MOVE_POLICY,
+    MOVE_POLICIES,
     OBJECT_TYPES,
     OPERATIONS,
     OVERFLOW_POLICIES,
@@ -113,6 +115,14 @@ CONFIG_SCHEMA = th.PropertiesList(
                 description="JSON run summary written at the end, also on failure"),
     th.Property("dry_run", th.BooleanType, default=False,
                 description="Authenticate, pre-flight and map, but write nothing"),
+    th.Property("converted_leads", th.StringType, default=DEFAULT_MOVE_POLICY,
+                allowed_values=list(MOVE_POLICIES),
+                description="follow: a converted Lead's update goes to its converted Contact; "
+                "reject: dead-lettered (CANNOT_UPDATE_CONVERTED_LEAD)"),
+    th.Property("merged_records", th.StringType, default=DEFAULT_MOVE_POLICY,
+                allowed_values=list(MOVE_POLICIES),
+                description="follow: an update of a merged-away record goes to the surviving "
+                "record; reject: dead-lettered (ENTITY_IS_DELETED)"),
 ).to_dict()
 
 

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import msgspec
 import requests
@@ -33,6 +34,7 @@ MAX_REAUTH_PER_CALL = 10  # bound on refreshing tokens that worked, then expired
 # request bodies hold only str/int/float/bool/None (mapping.py rejects NaN and infinities)
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
+_API_PREFIX = re.compile(r"^/services/data/v\d+\.\d+/")  # nextRecordsUrl is a full path
 _LIMIT_INFO = re.compile(r"(?<![\w-])api-usage=(\d+)/(\d+)")  # not per-app-api-usage
 
 
@@ -93,6 +95,7 @@ class CallCounts:
     total: int = 0
     describe: int = 0
     collections: int = 0
+    query: int = 0
     retries: int = 0
     reauth: int = 0
 
@@ -141,6 +144,18 @@ class SalesforceClient:
         path = f"composite/sobjects/{object_type}/{external_id_field}"
         body = {"allOrNone": False, "records": records}
         return self.call("PATCH", path, body, kind="collections")
+
+    def query(self, soql: str, *, include_deleted: bool = False) -> list[dict[str, Any]]:
+        """Every row of a SOQL query (``queryAll`` with ``include_deleted``), following
+        ``nextRecordsUrl`` pages (each page is one API call)."""
+        resource = "queryAll" if include_deleted else "query"
+        page = self.call("GET", f"{resource}?{urlencode({'q': soql})}", kind="query")
+        rows: list[dict[str, Any]] = list(page.get("records") or [])
+        while not page.get("done", True) and page.get("nextRecordsUrl"):
+            path = _API_PREFIX.sub("", str(page["nextRecordsUrl"]), count=1)
+            page = self.call("GET", path, kind="query")
+            rows.extend(page.get("records") or [])
+        return rows
 
     def _count(self, kind: str) -> None:
         with self._counts_lock:

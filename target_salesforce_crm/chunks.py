@@ -1,0 +1,50 @@
+"""What one collections call carries: entries (one payload per Salesforce record, with the
+source records merged into it) and the stream and object they belong to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from target_salesforce_crm.rejections import Source
+from target_salesforce_crm.stats import StreamStats
+
+
+@dataclass
+class Entry:
+    """One payload for one Salesforce record, and the source records merged into it (with
+    the stream each came from: a later stream may take over an earlier stream's entry)."""
+
+    key: str
+    payload: dict[str, Any]
+    records: list[tuple[Source, dict[str, Any]]] = field(default_factory=list)
+    moves: int = 0  # times this entry was redirected to a converted or surviving record
+
+    def merge(self, payload: dict[str, Any], source: Source, record: dict[str, Any]) -> None:
+        """Later values win, field by field; absent fields keep the earlier value."""
+        self.payload.update(payload)
+        self.records.append((source, record))
+
+
+@dataclass
+class Chunk:
+    """Entries for one collections call, with what is needed to account for the results."""
+
+    source: Source
+    segment_fields: tuple[str, ...]
+    entries: list[Entry]
+    external_id_field: str | None = None
+    redirect: str | None = None  # a kind of move: entries still to be resolved, then sent
+    refusals: list[tuple[str, str]] = field(default_factory=list)  # per entry: code, message
+
+    @property
+    def object_type(self) -> str:
+        return self.source.object_type
+
+    @property
+    def stats(self) -> StreamStats:
+        return self.source.stats
+
+    @property
+    def keys(self) -> list[tuple[str, str]]:
+        return [(self.source.object_type, e.key) for e in self.entries]
