@@ -138,6 +138,15 @@ class SalesforceClient:
         body = {"allOrNone": False, "records": records}
         return self.call("PATCH", "composite/sobjects", body, kind="collections")
 
+    def collections_create(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        body = {"allOrNone": False, "records": records}
+        return self.call("POST", "composite/sobjects", body, kind="collections")
+
+    def collections_delete(self, record_ids: list[str]) -> list[dict[str, Any]]:
+        query = urlencode({"ids": ",".join(record_ids), "allOrNone": "false"})
+        path = f"composite/sobjects?{query}"
+        return self.call("DELETE", path, kind="collections")
+
     def collections_upsert(
         self, object_type: str, external_id_field: str, records: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-KEY_PREFIXES = {"Contact": "003", "Lead": "00Q"}
+KEY_PREFIXES = {"Contact": "003", "Lead": "00Q", "Campaign": "701", "CampaignMember": "00v"}
 _CHECKSUM_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 _ID_CHARS = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-5]{3})?$")
 
