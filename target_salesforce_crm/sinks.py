@@ -25,6 +25,7 @@ from target_salesforce_crm.delivery import Chunk, Entry
 from target_salesforce_crm.mapping import RecordMapper
 from target_salesforce_crm.rejections import RecordRejected, Rejection, Source
 from target_salesforce_crm.runtime import Runtime
+from target_salesforce_crm.settings import MAX_BATCH_SIZE
 from target_salesforce_crm.validation import CompiledValidator
 
 if t.TYPE_CHECKING:
@@ -42,7 +43,7 @@ _DATE_PARSERS = {
 class SalesforceSink(BatchSink):
     """Writes one stream to one Salesforce object (Contact or Lead)."""
 
-    MAX_SIZE_DEFAULT = 200
+    MAX_SIZE_DEFAULT = MAX_BATCH_SIZE  # the SDK drains the sink after this many records
 
     def __init__(self, target: Target, *args: Any, **kwargs: Any) -> None:
         runtime = getattr(target, "runtime", None)
