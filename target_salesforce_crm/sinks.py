@@ -118,15 +118,19 @@ class SalesforceSink(BatchSink):
             record[_INVALID] = f"the record lacks the stream's key properties {missing}"
 
     def take(self, record: dict, message: dict) -> bool:
-        """One RECORD through the SDK's per-record steps (metadata columns, validation, key
-        check, tallies, record counter) minus its record copy and debug log, which cost more
-        than mapping; True when the sink should be drained."""
+        """One RECORD through the SDK's per-record steps (metadata columns, validation,
+        ``preprocess_record``, key check, tallies, record counter) minus its record copy and
+        debug log, which cost more than mapping; True when the sink should be drained.
+
+        The steps repeat ``Target._process_record_message``; ``sdk_privates.py`` lists the SDK
+        internals they use and ``tests/test_sdk_fence.py`` checks both stay in step."""
         context = self._get_context(record)
         if self._add_metadata:
             self._add_sdc_metadata_to_record(record, message, context)
         else:
             self._remove_sdc_metadata_from_record(record)
         self._validate_and_parse(record)
+        record = self.preprocess_record(record, context)
         self._singer_validate_message(record)
         self.tally_record_read()
         self.process_record(record, context)
