@@ -1,8 +1,9 @@
 """Typed, validated view of the target's configuration.
 
-The JSON schema in ``target.py`` checks types; this module checks what a schema cannot
-(credentials per auth flow, host safety, mapping ids) and fills in defaults once, so the
-rest of the code reads plain attributes instead of ``config.get(...)`` with fallbacks.
+The JSON schema (``config_schema.py``) checks types; this module checks what a schema cannot
+(credentials per auth flow, host safety, mapping ids) and fills in defaults, so the rest of the
+code reads plain attributes instead of ``config.get(...)`` with fallbacks. Every default, allowed
+value and bound is stated here once; the schema and the messages below are built from them.
 """
 
 from __future__ import annotations
@@ -18,10 +19,30 @@ AUTH_FLOWS = ("password", "client_credentials", "jwt", "refresh_token")
 OPERATIONS = ("update", "upsert")
 OVERFLOW_POLICIES = ("truncate", "reject")
 MOVE_POLICIES = ("follow", "reject")  # converted_leads, merged_records
-DEFAULT_MOVE_POLICY = "follow"
 DEFAULT_API_VERSION = "63.0"
-MAX_BATCH_SIZE = 200
+MIN_BATCH_SIZE = 1
+MAX_BATCH_SIZE = 200  # records per sObject Collections call, the API's limit
+MIN_CONCURRENCY = 1
+MIN_USAGE_PERCENT = 1
+MAX_USAGE_PERCENT = 100
 MAX_SEGMENT_MAPPINGS = 25
+
+# The value a setting takes when the config leaves it out (or, for text, leaves it empty).
+DEFAULTS: dict[str, Any] = {
+    "auth_flow": AUTH_FLOWS[0],
+    "api_version": DEFAULT_API_VERSION,
+    "salesforce_id_type": OBJECT_TYPES[0],
+    "operation": OPERATIONS[0],
+    "id_source": "crmID",
+    "segment_membership_path": "segmentMembership.ups",
+    "string_overflow": OVERFLOW_POLICIES[0],
+    "batch_size": MAX_BATCH_SIZE,
+    "max_concurrency": 4,
+    "api_usage_limit_percent": 90,
+    "dry_run": False,
+    "converted_leads": MOVE_POLICIES[0],
+    "merged_records": MOVE_POLICIES[0],
+}
 
 REFERENCE_FIELD_MAPPINGS: dict[str, list[dict[str, str]]] = {
     "Contact": [
@@ -58,6 +79,7 @@ _GENERIC_LOGIN_HOSTS = ("login.salesforce.com", "test.salesforce.com")
 _API_VERSION = re.compile(r"^\d{2,3}\.0$")
 _FIELD_API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _LOOPBACK_NAMES = ("localhost",)
+_OBJECT_CHOICES = ", ".join(OBJECT_TYPES)
 
 
 class SettingsError(ValueError):
@@ -179,7 +201,7 @@ def normalize_mapping_id(mapping_id: str) -> str:
 def parse_settings(config: dict[str, Any]) -> Settings:
     """Validate cross-field rules and apply defaults; raise SettingsError listing every problem."""
     problems: list[str] = []
-    auth_flow = config.get("auth_flow") or "password"
+    auth_flow = _text(config, "auth_flow")
     login_url = _resolve_login_url(config, problems)
     credentials = _collect_credentials(config, auth_flow, problems)
     if auth_flow == "client_credentials" and urlsplit(login_url).hostname in _GENERIC_LOGIN_HOSTS:
@@ -188,21 +210,21 @@ def parse_settings(config: dict[str, Any]) -> Settings:
             "'acme'), not at login.salesforce.com or test.salesforce.com"
         )
 
-    api_version = str(config.get("api_version") or DEFAULT_API_VERSION).lstrip("vV")
+    api_version = str(_text(config, "api_version")).lstrip("vV")
     if not _API_VERSION.match(api_version):
-        problems.append(f"api_version {api_version!r} must look like '63.0'")
+        problems.append(f"api_version {api_version!r} must look like {DEFAULT_API_VERSION!r}")
 
-    object_type = config.get("salesforce_id_type") or "Contact"
+    object_type = _text(config, "salesforce_id_type")
     if object_type not in OBJECT_TYPES:
-        problems.append(f"salesforce_id_type {object_type!r} must be one of Contact, Lead")
+        problems.append(f"salesforce_id_type {object_type!r} must be one of {_OBJECT_CHOICES}")
     stream_object_types = dict(config.get("stream_object_types") or {})
     for stream, obj in stream_object_types.items():
         if obj not in OBJECT_TYPES:
             problems.append(
-                f"stream_object_types[{stream!r}] is {obj!r}; it must be one of Contact, Lead"
+                f"stream_object_types[{stream!r}] is {obj!r}; it must be one of {_OBJECT_CHOICES}"
             )
 
-    operation = config.get("operation") or "update"
+    operation = _text(config, "operation")
     external_id_field = config.get("external_id_field") or None
     external_id_source = config.get("external_id_source") or None
     if operation == "upsert":
@@ -216,23 +238,30 @@ def parse_settings(config: dict[str, Any]) -> Settings:
     field_mappings = _field_mappings(config.get("field_mappings"), problems)
     segment_mappings = _segment_mappings(config.get("segment_mappings") or [], problems)
 
-    batch_size = int(_default(config.get("batch_size"), MAX_BATCH_SIZE))
-    if not 1 <= batch_size <= MAX_BATCH_SIZE:
-        problems.append(f"batch_size {batch_size} must be between 1 and {MAX_BATCH_SIZE}")
-    max_concurrency = int(_default(config.get("max_concurrency"), 4))
-    if max_concurrency < 1:
-        problems.append(f"max_concurrency {max_concurrency} must be at least 1")
-    usage_limit = float(_default(config.get("api_usage_limit_percent"), 90))
-    if not 1 <= usage_limit <= 100:
-        problems.append(f"api_usage_limit_percent {usage_limit:g} must be between 1 and 100")
-    string_overflow = config.get("string_overflow") or "truncate"
+    batch_size = int(_value(config, "batch_size"))
+    if not MIN_BATCH_SIZE <= batch_size <= MAX_BATCH_SIZE:
+        problems.append(
+            f"batch_size {batch_size} must be between {MIN_BATCH_SIZE} and {MAX_BATCH_SIZE}"
+        )
+    max_concurrency = int(_value(config, "max_concurrency"))
+    if max_concurrency < MIN_CONCURRENCY:
+        problems.append(f"max_concurrency {max_concurrency} must be at least {MIN_CONCURRENCY}")
+    usage_limit = float(_value(config, "api_usage_limit_percent"))
+    if not MIN_USAGE_PERCENT <= usage_limit <= MAX_USAGE_PERCENT:
+        problems.append(
+            f"api_usage_limit_percent {usage_limit:g} must be between {MIN_USAGE_PERCENT} "
+            f"and {MAX_USAGE_PERCENT}"
+        )
+    string_overflow = _text(config, "string_overflow")
     if string_overflow not in OVERFLOW_POLICIES:
-        problems.append(f"string_overflow {string_overflow!r} must be 'truncate' or 'reject'")
+        choices = " or ".join(repr(policy) for policy in OVERFLOW_POLICIES)
+        problems.append(f"string_overflow {string_overflow!r} must be {choices}")
     moves = {}
     for name in ("converted_leads", "merged_records"):
-        moves[name] = str(_default(config.get(name), DEFAULT_MOVE_POLICY))
+        moves[name] = _text(config, name)
         if moves[name] not in MOVE_POLICIES:
-            problems.append(f"{name} {moves[name]!r} must be one of {', '.join(MOVE_POLICIES)}")
+            choices = " or ".join(repr(policy) for policy in MOVE_POLICIES)
+            problems.append(f"{name} {moves[name]!r} must be {choices}")
 
     if problems:
         raise SettingsError(problems)
@@ -243,12 +272,12 @@ def parse_settings(config: dict[str, Any]) -> Settings:
         object_type=object_type,
         stream_object_types=stream_object_types,
         operation=operation,
-        id_source=config.get("id_source") or "crmID",
+        id_source=_text(config, "id_source"),
         external_id_field=external_id_field,
         external_id_source=external_id_source,
         field_mappings=field_mappings,
         segment_mappings=segment_mappings,
-        segment_membership_path=config.get("segment_membership_path") or "segmentMembership.ups",
+        segment_membership_path=_text(config, "segment_membership_path"),
         segment_status_values={
             str(k): str(v) for k, v in (config.get("segment_status_values") or {}).items()
         },
@@ -258,15 +287,22 @@ def parse_settings(config: dict[str, Any]) -> Settings:
         api_usage_limit_percent=usage_limit,
         rejected_records_path=config.get("rejected_records_path") or None,
         run_report_path=config.get("run_report_path") or None,
-        dry_run=bool(config.get("dry_run", False)),
+        dry_run=bool(_value(config, "dry_run")),
         converted_leads=moves["converted_leads"],
         merged_records=moves["merged_records"],
         credentials=credentials,
     )
 
 
-def _default(value: Any, default: Any) -> Any:
-    return default if value is None else value
+def _text(config: dict[str, Any], name: str) -> Any:
+    """A text setting; missing or empty means the default."""
+    return config.get(name) or DEFAULTS[name]
+
+
+def _value(config: dict[str, Any], name: str) -> Any:
+    """A number or flag; only a missing one means the default (0 is a value to check)."""
+    value = config.get(name)
+    return DEFAULTS[name] if value is None else value
 
 
 def _resolve_login_url(config: dict[str, Any], problems: list[str]) -> str:

@@ -25,6 +25,7 @@ from target_salesforce_crm.chunks import Chunk, Entry
 from target_salesforce_crm.mapping import RecordMapper
 from target_salesforce_crm.rejections import RecordRejected, Rejection, Source
 from target_salesforce_crm.runtime import Runtime
+from target_salesforce_crm.settings import MAX_BATCH_SIZE
 from target_salesforce_crm.validation import CompiledValidator
 
 if t.TYPE_CHECKING:
@@ -42,7 +43,7 @@ _DATE_PARSERS = {
 class SalesforceSink(BatchSink):
     """Writes one stream to one Salesforce object (Contact or Lead)."""
 
-    MAX_SIZE_DEFAULT = 200
+    MAX_SIZE_DEFAULT = MAX_BATCH_SIZE  # the SDK drains the sink after this many records
 
     def __init__(self, target: Target, *args: Any, **kwargs: Any) -> None:
         runtime = getattr(target, "runtime", None)
@@ -117,15 +118,19 @@ class SalesforceSink(BatchSink):
             record[_INVALID] = f"the record lacks the stream's key properties {missing}"
 
     def take(self, record: dict, message: dict) -> bool:
-        """One RECORD through the SDK's per-record steps (metadata columns, validation, key
-        check, tallies, record counter) minus its record copy and debug log, which cost more
-        than mapping; True when the sink should be drained."""
+        """One RECORD through the SDK's per-record steps (metadata columns, validation,
+        ``preprocess_record``, key check, tallies, record counter) minus its record copy and
+        debug log, which cost more than mapping; True when the sink should be drained.
+
+        The steps repeat ``Target._process_record_message``; ``sdk_privates.py`` lists the SDK
+        internals they use and ``tests/test_sdk_fence.py`` checks both stay in step."""
         context = self._get_context(record)
         if self._add_metadata:
             self._add_sdc_metadata_to_record(record, message, context)
         else:
             self._remove_sdc_metadata_from_record(record)
         self._validate_and_parse(record)
+        record = self.preprocess_record(record, context)
         self._singer_validate_message(record)
         self.tally_record_read()
         self.process_record(record, context)

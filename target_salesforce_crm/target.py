@@ -8,7 +8,6 @@ import time
 import typing as t
 from types import FrameType
 
-from singer_sdk import typing as th
 from singer_sdk.exceptions import (
     ConfigValidationError,
     InvalidJSONSchema,
@@ -21,109 +20,14 @@ from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.sinks import Sink
 from singer_sdk.target_base import Target
 
+from target_salesforce_crm.config_schema import CONFIG_SCHEMA
 from target_salesforce_crm.reader import QuietSingerReader
 from target_salesforce_crm.redaction import SecretFilter, mask_config_secrets
 from target_salesforce_crm.runtime import Runtime, collect_garbage_rarely
 from target_salesforce_crm.salesforce.errors import ApiLimitReached, TargetError
-from target_salesforce_crm.settings import (
-    AUTH_FLOWS,
-    DEFAULT_API_VERSION,
-    DEFAULT_MOVE_POLICY,
-    MOVE_POLICIES,
-    OBJECT_TYPES,
-    OPERATIONS,
-    OVERFLOW_POLICIES,
-    Settings,
-    SettingsError,
-    parse_settings,
-)
+from target_salesforce_crm.settings import Settings, SettingsError, parse_settings
 from target_salesforce_crm.sinks import SalesforceSink
 from target_salesforce_crm.stats import RunStats, write_report
-
-_MAPPING = th.ObjectType(
-    th.Property("source", th.StringType, required=True, description="Path in the record"),
-    th.Property("target", th.StringType, required=True, description="Salesforce field API name"),
-)
-_SEGMENT = th.ObjectType(
-    th.Property("segment_id", th.StringType, required=True,
-                description="Segment id in the profile"),
-    th.Property("mapping_id", th.StringType, required=True,
-                description="API name of the Text Area (Long) field (`__c` added if missing)"),
-)
-
-CONFIG_SCHEMA = th.PropertiesList(
-    th.Property("auth_flow", th.StringType, default="password", allowed_values=list(AUTH_FLOWS),
-                description="OAuth grant used to log in"),
-    th.Property("username", th.StringType, secret=True,
-                description="Salesforce username (password and jwt flows)"),
-    th.Property("password", th.StringType, secret=True, description="Password (password flow)"),
-    th.Property("security_token", th.StringType, secret=True,
-                description="Security token, appended to the password (password flow)"),
-    th.Property("client_id", th.StringType, secret=True,
-                description="Connected app consumer key"),
-    th.Property("client_secret", th.StringType, secret=True,
-                description="Connected app consumer secret"),
-    th.Property("refresh_token", th.StringType, secret=True,
-                description="Refresh token (refresh_token flow); a rotated one is used at once"),
-    th.Property("private_key", th.StringType, secret=True,
-                description="RSA private key, PEM text (jwt flow: RS256, iss=client_id, "
-                "sub=username, aud=login host)"),
-    th.Property("domain", th.StringType,
-                description="My Domain: a bare name ('acme', 'acme--uat.sandbox') or a host "
-                "('acme.my.salesforce.com')"),
-    th.Property("login_url", th.StringType,
-                description="Explicit token host (https://login.salesforce.com, "
-                "https://test.salesforce.com, https://*.my.salesforce.com; http:// only for "
-                "loopback hosts such as the local emulator). Default: from domain"),
-    th.Property("api_version", th.StringType, default=DEFAULT_API_VERSION,
-                description="REST API version, like '63.0'"),
-    th.Property("salesforce_id_type", th.StringType, default="Contact",
-                allowed_values=list(OBJECT_TYPES), description="Object to write"),
-    th.Property("stream_object_types", th.ObjectType(additional_properties=th.StringType),
-                description="Per-stream object override, e.g. {\"leads\": \"Lead\"}"),
-    th.Property("operation", th.StringType, default="update", allowed_values=list(OPERATIONS),
-                description="update: by Salesforce Id; upsert: by external_id_field, creating "
-                "missing records"),
-    th.Property("id_source", th.StringType, default="crmID",
-                description="Path of the Salesforce Id in the record"),
-    th.Property("external_id_field", th.StringType,
-                description="upsert: the Salesforce External ID field"),
-    th.Property("external_id_source", th.StringType,
-                description="upsert: the record path holding the external id value"),
-    th.Property("field_mappings", th.ArrayType(_MAPPING),
-                description="Source path → Salesforce field. Default: the object's reference "
-                "mapping (LastName, FirstName/Company, Email)"),
-    th.Property("segment_mappings", th.ArrayType(_SEGMENT),
-                description="Segment id → Text Area (Long) field receiving its status (max 25)"),
-    th.Property("segment_membership_path", th.StringType, default="segmentMembership.ups",
-                description="Where segment memberships live in the record"),
-    th.Property("segment_status_values", th.ObjectType(additional_properties=th.StringType),
-                description="Optional translation of statuses, e.g. {\"exited\": \"Left\"}"),
-    th.Property("string_overflow", th.StringType, default="truncate",
-                allowed_values=list(OVERFLOW_POLICIES),
-                description="Over-long strings: truncate to the field length or reject the "
-                "record (emails are never truncated)"),
-    th.Property("batch_size", th.IntegerType(minimum=1, maximum=200), default=200,
-                description="Records per sObject Collections call (1-200)"),
-    th.Property("max_concurrency", th.IntegerType(minimum=1), default=4,
-                description="Collections calls in flight at once"),
-    th.Property("api_usage_limit_percent", th.NumberType(minimum=1, maximum=100), default=90,
-                description="Stop cleanly before the org's daily API usage passes this share"),
-    th.Property("rejected_records_path", th.StringType,
-                description="JSONL dead-letter file: one line per rejected record"),
-    th.Property("run_report_path", th.StringType,
-                description="JSON run summary written at the end, also on failure"),
-    th.Property("dry_run", th.BooleanType, default=False,
-                description="Authenticate, pre-flight and map, but write nothing"),
-    th.Property("converted_leads", th.StringType, default=DEFAULT_MOVE_POLICY,
-                allowed_values=list(MOVE_POLICIES),
-                description="follow: a converted Lead's update goes to its converted Contact; "
-                "reject: dead-lettered (CANNOT_UPDATE_CONVERTED_LEAD)"),
-    th.Property("merged_records", th.StringType, default=DEFAULT_MOVE_POLICY,
-                allowed_values=list(MOVE_POLICIES),
-                description="follow: an update of a merged-away record goes to the surviving "
-                "record; reject: dead-lettered (ENTITY_IS_DELETED)"),
-).to_dict()
 
 
 class TerminationRequested(BaseException):

@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 from target_salesforce_crm.settings import (
-    DEFAULT_API_VERSION,
     FieldMapping,
     SegmentMapping,
     SettingsError,
@@ -63,7 +62,7 @@ def test_defaults_applied_for_minimal_password_config() -> None:
     settings = parse_settings(config())
     assert settings.auth_flow == "password"
     assert settings.login_url == "https://acme.my.salesforce.com"
-    assert settings.api_version == DEFAULT_API_VERSION == "63.0"
+    assert settings.api_version == "63.0"
     assert settings.object_type == "Contact"
     assert settings.stream_object_types == {}
     assert settings.operation == "update"

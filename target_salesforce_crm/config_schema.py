@@ -1,0 +1,119 @@
+"""The target's JSON config schema, what ``--about`` prints and Meltano reads.
+
+Defaults, allowed values and bounds come from ``settings.py``, where ``parse_settings`` applies
+the same ones: each is stated once.
+"""
+
+from __future__ import annotations
+
+from singer_sdk import typing as th
+
+from target_salesforce_crm.settings import (
+    AUTH_FLOWS,
+    DEFAULT_API_VERSION,
+    DEFAULTS,
+    MAX_BATCH_SIZE,
+    MAX_SEGMENT_MAPPINGS,
+    MAX_USAGE_PERCENT,
+    MIN_BATCH_SIZE,
+    MIN_CONCURRENCY,
+    MIN_USAGE_PERCENT,
+    MOVE_POLICIES,
+    OBJECT_TYPES,
+    OPERATIONS,
+    OVERFLOW_POLICIES,
+)
+
+_MAPPING = th.ObjectType(
+    th.Property("source", th.StringType, required=True, description="Path in the record"),
+    th.Property("target", th.StringType, required=True, description="Salesforce field API name"),
+)
+_SEGMENT = th.ObjectType(
+    th.Property("segment_id", th.StringType, required=True,
+                description="Segment id in the profile"),
+    th.Property("mapping_id", th.StringType, required=True,
+                description="API name of the Text Area (Long) field (`__c` added if missing)"),
+)
+
+CONFIG_SCHEMA = th.PropertiesList(
+    th.Property("auth_flow", th.StringType, default=DEFAULTS["auth_flow"],
+                allowed_values=list(AUTH_FLOWS),
+                description="OAuth grant used to log in"),
+    th.Property("username", th.StringType, secret=True,
+                description="Salesforce username (password and jwt flows)"),
+    th.Property("password", th.StringType, secret=True, description="Password (password flow)"),
+    th.Property("security_token", th.StringType, secret=True,
+                description="Security token, appended to the password (password flow)"),
+    th.Property("client_id", th.StringType, secret=True,
+                description="Connected app consumer key"),
+    th.Property("client_secret", th.StringType, secret=True,
+                description="Connected app consumer secret"),
+    th.Property("refresh_token", th.StringType, secret=True,
+                description="Refresh token (refresh_token flow); a rotated one is used at once"),
+    th.Property("private_key", th.StringType, secret=True,
+                description="RSA private key, PEM text (jwt flow: RS256, iss=client_id, "
+                "sub=username, aud=login host)"),
+    th.Property("domain", th.StringType,
+                description="My Domain: a bare name ('acme', 'acme--uat.sandbox') or a host "
+                "('acme.my.salesforce.com')"),
+    th.Property("login_url", th.StringType,
+                description="Explicit token host (https://login.salesforce.com, "
+                "https://test.salesforce.com, https://*.my.salesforce.com; http:// only for "
+                "loopback hosts such as the local emulator). Default: from domain"),
+    th.Property("api_version", th.StringType, default=DEFAULTS["api_version"],
+                description=f"REST API version, like {DEFAULT_API_VERSION!r}"),
+    th.Property("salesforce_id_type", th.StringType, default=DEFAULTS["salesforce_id_type"],
+                allowed_values=list(OBJECT_TYPES), description="Object to write"),
+    th.Property("stream_object_types", th.ObjectType(additional_properties=th.StringType),
+                description="Per-stream object override, e.g. {\"leads\": \"Lead\"}"),
+    th.Property("operation", th.StringType, default=DEFAULTS["operation"],
+                allowed_values=list(OPERATIONS),
+                description="update: by Salesforce Id; upsert: by external_id_field, creating "
+                "missing records"),
+    th.Property("id_source", th.StringType, default=DEFAULTS["id_source"],
+                description="Path of the Salesforce Id in the record"),
+    th.Property("external_id_field", th.StringType,
+                description="upsert: the Salesforce External ID field"),
+    th.Property("external_id_source", th.StringType,
+                description="upsert: the record path holding the external id value"),
+    th.Property("field_mappings", th.ArrayType(_MAPPING),
+                description="Source path → Salesforce field. Default: the object's reference "
+                "mapping (LastName, FirstName/Company, Email)"),
+    th.Property("segment_mappings", th.ArrayType(_SEGMENT),
+                description="Segment id → Text Area (Long) field receiving its status (max "
+                f"{MAX_SEGMENT_MAPPINGS})"),
+    th.Property("segment_membership_path", th.StringType,
+                default=DEFAULTS["segment_membership_path"],
+                description="Where segment memberships live in the record"),
+    th.Property("segment_status_values", th.ObjectType(additional_properties=th.StringType),
+                description="Optional translation of statuses, e.g. {\"exited\": \"Left\"}"),
+    th.Property("string_overflow", th.StringType, default=DEFAULTS["string_overflow"],
+                allowed_values=list(OVERFLOW_POLICIES),
+                description="Over-long strings: truncate to the field length or reject the "
+                "record (emails are never truncated)"),
+    th.Property("batch_size", th.IntegerType(minimum=MIN_BATCH_SIZE, maximum=MAX_BATCH_SIZE),
+                default=DEFAULTS["batch_size"],
+                description="Records per sObject Collections call "
+                f"({MIN_BATCH_SIZE}-{MAX_BATCH_SIZE})"),
+    th.Property("max_concurrency", th.IntegerType(minimum=MIN_CONCURRENCY),
+                default=DEFAULTS["max_concurrency"],
+                description="Collections calls in flight at once"),
+    th.Property("api_usage_limit_percent",
+                th.NumberType(minimum=MIN_USAGE_PERCENT, maximum=MAX_USAGE_PERCENT),
+                default=DEFAULTS["api_usage_limit_percent"],
+                description="Stop cleanly before the org's daily API usage passes this share"),
+    th.Property("rejected_records_path", th.StringType,
+                description="JSONL dead-letter file: one line per rejected record"),
+    th.Property("run_report_path", th.StringType,
+                description="JSON run summary written at the end, also on failure"),
+    th.Property("dry_run", th.BooleanType, default=DEFAULTS["dry_run"],
+                description="Authenticate, pre-flight and map, but write nothing"),
+    th.Property("converted_leads", th.StringType, default=DEFAULTS["converted_leads"],
+                allowed_values=list(MOVE_POLICIES),
+                description="follow: a converted Lead's update goes to its converted Contact; "
+                "reject: dead-lettered (CANNOT_UPDATE_CONVERTED_LEAD)"),
+    th.Property("merged_records", th.StringType, default=DEFAULTS["merged_records"],
+                allowed_values=list(MOVE_POLICIES),
+                description="follow: an update of a merged-away record goes to the surviving "
+                "record; reject: dead-lettered (ENTITY_IS_DELETED)"),
+).to_dict()
