@@ -19,11 +19,15 @@ class Entry:
     payload: dict[str, Any]
     records: list[tuple[Source, dict[str, Any]]] = field(default_factory=list)
     moves: int = 0  # times this entry was redirected to a converted or surviving record
+    memberships: dict[str, str] | None = None  # campaign segment id → status, merged too
 
-    def merge(self, payload: dict[str, Any], source: Source, record: dict[str, Any]) -> None:
+    def merge(self, payload: dict[str, Any], source: Source, record: dict[str, Any],
+              memberships: dict[str, str] | None = None) -> None:
         """Later values win, field by field; absent fields keep the earlier value."""
         self.payload.update(payload)
         self.records.append((source, record))
+        if memberships:
+            self.memberships = {**(self.memberships or {}), **memberships}
 
 
 @dataclass

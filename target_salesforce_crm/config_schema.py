@@ -10,9 +10,11 @@ from singer_sdk import typing as th
 
 from target_salesforce_crm.settings import (
     AUTH_FLOWS,
+    CAMPAIGN_EXIT_POLICIES,
     DEFAULT_API_VERSION,
     DEFAULTS,
     MAX_BATCH_SIZE,
+    MAX_CAMPAIGN_SEGMENTS,
     MAX_SEGMENT_MAPPINGS,
     MAX_USAGE_PERCENT,
     MIN_BATCH_SIZE,
@@ -22,6 +24,7 @@ from target_salesforce_crm.settings import (
     OBJECT_TYPES,
     OPERATIONS,
     OVERFLOW_POLICIES,
+    SEGMENT_MODELS,
 )
 
 _MAPPING = th.ObjectType(
@@ -32,7 +35,10 @@ _SEGMENT = th.ObjectType(
     th.Property("segment_id", th.StringType, required=True,
                 description="Segment id in the profile"),
     th.Property("mapping_id", th.StringType, required=True,
-                description="API name of the Text Area (Long) field (`__c` added if missing)"),
+                description="API name of the segment field (`__c` added if missing), or for "
+                "the campaign model a Campaign Id (701...) or name"),
+    th.Property("model", th.StringType, allowed_values=list(SEGMENT_MODELS),
+                description="This segment's model (default: segment_model)"),
 )
 
 CONFIG_SCHEMA = th.PropertiesList(
@@ -80,8 +86,25 @@ CONFIG_SCHEMA = th.PropertiesList(
                 description="Source path → Salesforce field. Default: the object's reference "
                 "mapping (LastName, FirstName/Company, Email)"),
     th.Property("segment_mappings", th.ArrayType(_SEGMENT),
-                description="Segment id → Text Area (Long) field receiving its status (max "
-                f"{MAX_SEGMENT_MAPPINGS})"),
+                description="Segment id → the field (or campaign) receiving its status (max "
+                f"{MAX_SEGMENT_MAPPINGS} fields, {MAX_CAMPAIGN_SEGMENTS} campaigns)"),
+    th.Property("segment_model", th.StringType, default=DEFAULTS["segment_model"],
+                allowed_values=list(SEGMENT_MODELS),
+                description="How a segment status is stored: text_area (the status text), "
+                "checkbox (true while in the segment), picklist (the status as a picklist "
+                "value) or campaign (a Campaign Member with the status)"),
+    th.Property("campaign_exit", th.StringType, default=DEFAULTS["campaign_exit"],
+                allowed_values=list(CAMPAIGN_EXIT_POLICIES),
+                description="campaign model: an exit sets the member's Status (status) or "
+                "removes the member (delete)"),
+    th.Property("provision_segment_fields", th.BooleanType,
+                default=DEFAULTS["provision_segment_fields"],
+                description="Create missing segment fields (and campaigns with their statuses) "
+                "and grant access through provision_permission_set"),
+    th.Property("provision_permission_set", th.StringType,
+                default=DEFAULTS["provision_permission_set"],
+                description="Permission set that grants the integration user access to "
+                "provisioned fields (created and assigned if missing)"),
     th.Property("segment_membership_path", th.StringType,
                 default=DEFAULTS["segment_membership_path"],
                 description="Where segment memberships live in the record"),

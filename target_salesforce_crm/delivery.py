@@ -12,6 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from target_salesforce_crm.campaign_sync import CampaignSync
 from target_salesforce_crm.chunks import Chunk, Entry
 from target_salesforce_crm.deadletter import scrub
 from target_salesforce_crm.redirects import CONVERTED_CODE, MERGED_CODE, Redirector
@@ -36,13 +37,14 @@ class Deliverer:
 
     def __init__(
         self, client: SalesforceClient, rejector: Rejector, stats: RunStats, *, dry_run: bool,
-        redirector: Redirector | None = None,
+        redirector: Redirector | None = None, campaigns: CampaignSync | None = None,
     ) -> None:
         self.client = client
         self.rejector = rejector
         self.stats = stats
         self.dry_run = dry_run
         self.redirector = redirector
+        self.campaigns = campaigns
 
     def reject(self, entry: Entry, code: str, message: str,
                fields: tuple[str, ...] | list[str]) -> None:
@@ -107,9 +109,12 @@ class Deliverer:
                 )
             locked = []
             landed = []
+            members: list[tuple[Entry, str]] = []
             for entry, result in zip(entries, results, strict=True):
                 if result.get("success"):
                     landed.append((entry.payload, bool(result.get("created"))))
+                    if entry.memberships:
+                        members.append((entry, str(result.get("id") or entry.key)))
                     continue
                 error = (result.get("errors") or [{}])[0]
                 code = str(error.get("statusCode") or "UNKNOWN_ERROR")
@@ -129,6 +134,8 @@ class Deliverer:
                 self.reject(entry, code, scrub(str(error.get("message") or ""), entry.payload),
                             error.get("fields") or [])
             self.stats.landed(chunk.stats, landed, chunk.segment_fields)
+            if members and self.campaigns is not None:
+                self.campaigns.sync(chunk, members)
             if locked and not backoff.sleep():
                 for entry in locked:
                     self.reject(entry, "UNABLE_TO_LOCK_ROW",

@@ -23,9 +23,10 @@ from target_salesforce_crm.salesforce.describe import (
     FieldSpec,
 )
 from target_salesforce_crm.salesforce.ids import normalize_id
-from target_salesforce_crm.settings import Settings
+from target_salesforce_crm.settings import SEGMENT_STATUSES, Settings
 
 _MISSING = object()
+CHECKBOX_VALUES = {"realized": True, "existing": True, "exited": False}
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
                     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -77,6 +78,7 @@ class Mapped:
 
     key: str
     payload: dict[str, Any]
+    memberships: dict[str, str] | None = None  # campaign segment id → status to hold
 
 
 class RecordMapper:
@@ -102,19 +104,24 @@ class RecordMapper:
             for m in settings.mappings_for(object_type)
         )
         self.membership_path = Path(settings.segment_membership_path)
+        self.status_values = settings.segment_status_values
         self.segments = tuple(
             (
                 m.segment_id,
                 fields[m.mapping_id.lower()],
                 Path(f"{settings.segment_membership_path}.{m.segment_id}.status"),
             )
-            for m in settings.segment_mappings
+            for m in settings.field_segments
         )
+        models = {m.segment_id: m.model for m in settings.field_segments}
         self._segment_plan = tuple(
-            (segment_id, spec, status_path, self._fitter(spec))
+            (segment_id, spec, status_path, self._status_converter(models[segment_id], spec))
             for segment_id, spec, status_path in self.segments
         )
-        self.status_values = settings.segment_status_values
+        self.campaign_segments = tuple(
+            (m.segment_id, Path(f"{settings.segment_membership_path}.{m.segment_id}.status"))
+            for m in settings.campaign_segments
+        )
         self.required_on_create = tuple(
             spec.name for spec in fields.values() if spec.required_on_create
         )
@@ -138,6 +145,8 @@ class RecordMapper:
             key = self._external_key(self.external_id, record, payload)
         self._map_segments(record, payload)
         self._check_required(payload)
+        if self.campaign_segments:
+            return Mapped(key=key, payload=payload, memberships=self.memberships(record))
         return Mapped(key=key, payload=payload)
 
     def map_onto(self, record: dict[str, Any], payload: dict[str, Any]) -> None:
@@ -188,7 +197,56 @@ class RecordMapper:
                         (spec.name,),
                     )
                 )
-            payload[spec.name] = fit(self.status_values.get(status, status))
+            payload[spec.name] = fit(status)
+
+    def memberships(self, record: dict[str, Any]) -> dict[str, str] | None:
+        """Campaign segments: the status each should hold (translated), by segment id."""
+        if not self.campaign_segments:
+            return None
+        memberships = self.membership_path.get(record)
+        found = {}
+        for segment_id, status_path in self.campaign_segments:
+            if isinstance(memberships, dict):
+                entry = memberships.get(segment_id)
+                status = entry.get("status") if isinstance(entry, dict) else None
+            else:
+                status = status_path.get(record)
+            if status is None or status == "":
+                continue
+            if not isinstance(status, str) or status not in SEGMENT_STATUSES:
+                raise RecordRejected(Rejection(
+                    "INVALID_SEGMENT_STATUS",
+                    f"the status of segment {segment_id} is not one of "
+                    f"{', '.join(SEGMENT_STATUSES)}", ()))
+            found[segment_id] = status
+        return found
+
+    def _status_converter(self, model: str, spec: FieldSpec) -> Callable[[str], Any]:
+        """Status → what the segment field receives under ``model``, built once per field."""
+        translate = self.status_values
+        if model == "checkbox":
+            def to_checkbox(status: str) -> bool:
+                if status not in CHECKBOX_VALUES:
+                    raise RecordRejected(Rejection(
+                        "INVALID_SEGMENT_STATUS",
+                        f"{spec.name} (a checkbox segment) cannot hold the status; expected one "
+                        f"of {', '.join(SEGMENT_STATUSES)}", (spec.name,)))
+                return CHECKBOX_VALUES[status]
+            return to_checkbox
+        if model == "picklist":
+            allowed = frozenset(spec.picklist_values)
+
+            def to_picklist(status: str) -> str:
+                value = translate.get(status, status)
+                if value not in allowed:
+                    raise RecordRejected(Rejection(
+                        "INVALID_SEGMENT_STATUS",
+                        f"{spec.name} (a picklist segment) has no value for this status",
+                        (spec.name,)))
+                return value
+            return to_picklist
+        fit = self._fitter(spec)
+        return lambda status: fit(translate.get(status, status))
 
     def _check_required(self, payload: dict[str, Any]) -> None:
         """A required field mapped to an empty string would blank it: refuse the record."""

@@ -8,11 +8,47 @@ from __future__ import annotations
 
 from typing import Any
 
+from target_salesforce_crm.salesforce.campaigns import Campaign
 from target_salesforce_crm.salesforce.describe import WRITABLE_TYPES, FieldSpec, field_specs
 from target_salesforce_crm.salesforce.errors import ConfigError
-from target_salesforce_crm.settings import Settings
+from target_salesforce_crm.settings import SEGMENT_STATUSES, Settings
 
-SEGMENT_STATUSES = ("realized", "existing", "exited")
+MODEL_FIELD_TYPES = {"text_area": "Text Area (Long)", "checkbox": "Checkbox",
+                     "picklist": "Picklist (restricted)"}
+
+
+def written_statuses(settings: Settings) -> tuple[str, ...]:
+    """Every value a status field can receive: each status or its translation."""
+    translate = settings.segment_status_values
+    return tuple(dict.fromkeys(translate.get(status, status) for status in SEGMENT_STATUSES))
+
+
+def segment_field_problem(model: str, spec: FieldSpec, statuses: tuple[str, ...]) -> str | None:
+    """Why a field cannot hold a segment's status under ``model``, or None."""
+    if model == "checkbox":
+        return None if spec.type == "boolean" else (
+            f"field is of type {spec.type}; the checkbox model needs a Checkbox field")
+    if model == "picklist":
+        if spec.type != "picklist":
+            return f"field is of type {spec.type}; the picklist model needs a Picklist field"
+        missing = [value for value in statuses if value not in spec.picklist_values]
+        if missing:
+            kind = "restricted picklist" if spec.restricted_picklist else "picklist"
+            return (f"the {kind} has no active value {', '.join(map(repr, missing))}; add "
+                    "these values (or set provision_segment_fields)")
+        return None
+    if spec.type != "textarea" or spec.html_formatted:
+        kind = "a rich text area" if spec.html_formatted else f"of type {spec.type}"
+        return f"field is {kind}; segment fields must be Text Area (Long)"
+    longest = max(utf16_length(status) for status in statuses)
+    if spec.length < longest:
+        return (f"field length {spec.length} is shorter than the longest status "
+                f"({longest} characters)")
+    return None
+
+
+def utf16_length(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
 
 
 def check_fields(
@@ -37,26 +73,21 @@ def check_fields(
         elif spec.type not in WRITABLE_TYPES:
             problems.append(f"{label} has type {spec.type}, which this target cannot write")
 
-    statuses = [*SEGMENT_STATUSES, *settings.segment_status_values.values()]
-    longest_status = max(len(s) for s in statuses)
-    for segment in settings.segment_mappings:
+    for segment in settings.field_segments:
         spec = fields.get(segment.mapping_id.lower())
         label = f"segment_mappings mapping_id {segment.mapping_id!r} (segment {segment.segment_id})"
         if spec is None:
             problems.append(
-                f"{label}: field does not exist on {object_type}; create a custom Text Area (Long) "
-                "field with exactly this API name"
+                f"{label}: field does not exist on {object_type}; create a custom "
+                f"{MODEL_FIELD_TYPES[segment.model]} field with exactly this API name (or set "
+                "provision_segment_fields)"
             )
         elif not writable(spec):
             problems.append(f"{label}: field is not updateable on {object_type}")
-        elif spec.type != "textarea" or spec.html_formatted:
-            kind = "a rich text area" if spec.html_formatted else f"of type {spec.type}"
-            problems.append(f"{label}: field is {kind}; segment fields must be Text Area (Long)")
-        elif spec.length < longest_status:
-            problems.append(
-                f"{label}: field length {spec.length} is shorter than the longest status "
-                f"({longest_status} characters)"
-            )
+        else:
+            problem = segment_field_problem(segment.model, spec, written_statuses(settings))
+            if problem:
+                problems.append(f"{label}: {problem}")
 
     if upsert:
         mapped = {m.target.lower() for m in settings.mappings_for(object_type)}
@@ -81,3 +112,45 @@ def check_fields(
             + "; ".join(problems)
         )
     return fields
+
+
+def check_campaigns(settings: Settings, found: dict[str, list[Campaign]]) -> dict[str, Campaign]:
+    """Each campaign segment's one Campaign, or ConfigError naming what is unknown, ambiguous
+    or missing a member status (``found``: reference → matching campaigns)."""
+    statuses = campaign_statuses(settings)
+    problems: list[str] = []
+    campaigns: dict[str, Campaign] = {}
+    for segment in settings.campaign_segments:
+        label = (f"segment_mappings mapping_id {segment.mapping_id!r} "
+                 f"(segment {segment.segment_id}, campaign model)")
+        matches = found.get(segment.mapping_id, [])
+        if not matches:
+            problems.append(f"{label}: no Campaign has this Id or name")
+            continue
+        if len(matches) > 1:
+            ids = ", ".join(campaign.id for campaign in matches)
+            problems.append(f"{label}: {len(matches)} Campaigns have this name ({ids}); "
+                            "use the Campaign Id")
+            continue
+        campaign = matches[0]
+        missing = [status for status in statuses if status not in campaign.statuses]
+        if missing:
+            problems.append(
+                f"{label}: Campaign {campaign.id} has no Campaign Member Status "
+                f"{', '.join(map(repr, missing))}; add them (or set provision_segment_fields)"
+            )
+        campaigns[segment.segment_id] = campaign
+    if problems:
+        raise ConfigError("pre-flight of campaign segments failed, nothing was written: "
+                          + "; ".join(problems))
+    return campaigns
+
+
+def campaign_statuses(settings: Settings) -> tuple[str, ...]:
+    """The member statuses a campaign segment can write (an exit writes none when members
+    are removed on exit)."""
+    statuses = written_statuses(settings)
+    if settings.campaign_exit == "delete":
+        exited = settings.segment_status_values.get("exited", "exited")
+        statuses = tuple(status for status in statuses if status != exited)
+    return statuses

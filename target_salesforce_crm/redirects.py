@@ -111,7 +111,7 @@ class Redirector:
                  ) -> Entry | None:
         if target_object == chunk.object_type or self.contact_mapper is None:
             return Entry(target, {**entry.payload, "id": target}, list(entry.records),
-                         entry.moves + 1)
+                         entry.moves + 1, entry.memberships)
         # a converted Lead: its records mapped again with the Contact mapping
         payload: dict = {"attributes": {"type": target_object}, "id": target}
         try:
@@ -122,7 +122,7 @@ class Redirector:
             return None
         if self.dropped_contact_fields:
             self.stats.dropped_on_conversion(chunk.stats, list(self.dropped_contact_fields))
-        return Entry(target, payload, list(entry.records), entry.moves + 1)
+        return Entry(target, payload, list(entry.records), entry.moves + 1, entry.memberships)
 
     def _reject(self, entry: Entry, rejection: Rejection) -> None:
         self.rejector.reject(rejection, entry.key, entry.records)

@@ -8,14 +8,16 @@ import logging
 import threading
 from typing import Any
 
+from target_salesforce_crm.campaign_sync import CampaignSync
 from target_salesforce_crm.chunks import Chunk, Entry
 from target_salesforce_crm.deadletter import DeadLetter
 from target_salesforce_crm.delivery import Deliverer, Dispatcher
 from target_salesforce_crm.mapping import RecordMapper
-from target_salesforce_crm.preflight import check_fields
+from target_salesforce_crm.preflight import check_campaigns, check_fields
 from target_salesforce_crm.redirects import CONVERTED, MERGED, Redirector
 from target_salesforce_crm.rejections import Rejector
 from target_salesforce_crm.salesforce.auth import TokenProvider
+from target_salesforce_crm.salesforce.campaigns import find_campaigns
 from target_salesforce_crm.salesforce.client import SalesforceClient
 from target_salesforce_crm.salesforce.describe import FieldSpec, field_specs
 from target_salesforce_crm.salesforce.moves import MoveResolver
@@ -74,11 +76,24 @@ class Runtime:
                     self._fields[name] = check_fields(self.settings, name, describe)
                     LOGGER.info("pre-flight of %s passed (%d mapped fields, %d segment fields)",
                                 name, len(self.settings.mappings_for(name)),
-                                len(self.settings.segment_mappings))
+                                len(self.settings.field_segments))
+                if self.settings.campaign_segments:
+                    self._prepare_campaigns()
                 if "Lead" in describes and CONVERTED in self.redirector.follow:
                     contact = describes.get("Contact") or self.client.describe("Contact")
                     self._prepare_conversions(contact)
             return self._fields[object_type]
+
+    def _prepare_campaigns(self) -> None:
+        """Campaign segments: each names exactly one Campaign with every status it can write."""
+        references = [segment.mapping_id for segment in self.settings.campaign_segments]
+        campaigns = check_campaigns(self.settings, find_campaigns(self.client, references))
+        sync = CampaignSync(self.client, self.rejector, campaigns=campaigns,
+                            status_values=self.settings.segment_status_values,
+                            remove_on_exit=self.settings.campaign_exit == "delete")
+        self.deliverer.campaigns = sync
+        self.stats.sections["campaign_members"] = sync.report
+        LOGGER.info("pre-flight of %d campaign segments passed", len(campaigns))
 
     def _prepare_conversions(self, contact_describe: dict[str, Any]) -> None:
         """converted_leads=follow: a converted Lead's records are written to its Contact with

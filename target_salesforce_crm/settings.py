@@ -25,7 +25,12 @@ MAX_BATCH_SIZE = 200  # records per sObject Collections call, the API's limit
 MIN_CONCURRENCY = 1
 MIN_USAGE_PERCENT = 1
 MAX_USAGE_PERCENT = 100
-MAX_SEGMENT_MAPPINGS = 25
+MAX_SEGMENT_MAPPINGS = 25  # field-based segments (Adobe's Salesforce CRM destination)
+MAX_CAMPAIGN_SEGMENTS = 250  # campaign segments (Adobe's audiences-per-destination guardrail)
+SEGMENT_STATUSES = ("realized", "existing", "exited")  # segmentMembership.ups.<id>.status
+SEGMENT_MODELS = ("text_area", "checkbox", "picklist", "campaign")
+FIELD_SEGMENT_MODELS = SEGMENT_MODELS[:3]
+CAMPAIGN_EXIT_POLICIES = ("status", "delete")
 
 # The value a setting takes when the config leaves it out (or, for text, leaves it empty).
 DEFAULTS: dict[str, Any] = {
@@ -40,6 +45,10 @@ DEFAULTS: dict[str, Any] = {
     "max_concurrency": 4,
     "api_usage_limit_percent": 90,
     "dry_run": False,
+    "segment_model": SEGMENT_MODELS[0],
+    "campaign_exit": CAMPAIGN_EXIT_POLICIES[0],
+    "provision_segment_fields": False,
+    "provision_permission_set": "Target_Salesforce_CRM",
     "converted_leads": MOVE_POLICIES[0],
     "merged_records": MOVE_POLICIES[0],
 }
@@ -99,7 +108,12 @@ class FieldMapping:
 @dataclass(frozen=True)
 class SegmentMapping:
     segment_id: str
-    mapping_id: str
+    mapping_id: str  # a field API name, or for the campaign model a Campaign Id or name
+    model: str = SEGMENT_MODELS[0]
+
+    @property
+    def is_field(self) -> bool:
+        return self.model != "campaign"
 
 
 @dataclass(frozen=True)
@@ -117,6 +131,9 @@ class Settings:
     external_id_source: str | None
     field_mappings: dict[str, tuple[FieldMapping, ...]]
     segment_mappings: tuple[SegmentMapping, ...]
+    campaign_exit: str
+    provision_segment_fields: bool
+    provision_permission_set: str
     segment_membership_path: str
     segment_status_values: dict[str, str]
     string_overflow: str
@@ -132,6 +149,15 @@ class Settings:
 
     def object_for_stream(self, stream_name: str) -> str:
         return self.stream_object_types.get(stream_name, self.object_type)
+
+    @property
+    def field_segments(self) -> tuple[SegmentMapping, ...]:
+        """Segments whose status is a field on the Contact or Lead itself."""
+        return tuple(m for m in self.segment_mappings if m.is_field)
+
+    @property
+    def campaign_segments(self) -> tuple[SegmentMapping, ...]:
+        return tuple(m for m in self.segment_mappings if not m.is_field)
 
     def mappings_for(self, object_type: str) -> tuple[FieldMapping, ...]:
         return self.field_mappings[object_type]
@@ -236,7 +262,21 @@ def parse_settings(config: dict[str, Any]) -> Settings:
             problems.append("operation 'upsert' needs external_id_source (the record path)")
 
     field_mappings = _field_mappings(config.get("field_mappings"), problems)
-    segment_mappings = _segment_mappings(config.get("segment_mappings") or [], problems)
+    segment_model = _text(config, "segment_model")
+    if segment_model not in SEGMENT_MODELS:
+        problems.append(f"segment_model {segment_model!r} must be one of "
+                        f"{', '.join(SEGMENT_MODELS)}")
+        segment_model = DEFAULTS["segment_model"]
+    segment_mappings = _segment_mappings(config.get("segment_mappings") or [], segment_model,
+                                         problems)
+    campaign_exit = _text(config, "campaign_exit")
+    if campaign_exit not in CAMPAIGN_EXIT_POLICIES:
+        choices = " or ".join(repr(policy) for policy in CAMPAIGN_EXIT_POLICIES)
+        problems.append(f"campaign_exit {campaign_exit!r} must be {choices}")
+    permission_set = str(_text(config, "provision_permission_set"))
+    if not _FIELD_API_NAME.match(permission_set):
+        problems.append(f"provision_permission_set {permission_set!r} is not an API name "
+                        "(letters, digits and '_', starting with a letter)")
 
     batch_size = int(_value(config, "batch_size"))
     if not MIN_BATCH_SIZE <= batch_size <= MAX_BATCH_SIZE:
@@ -277,6 +317,9 @@ def parse_settings(config: dict[str, Any]) -> Settings:
         external_id_source=external_id_source,
         field_mappings=field_mappings,
         segment_mappings=segment_mappings,
+        campaign_exit=campaign_exit,
+        provision_segment_fields=bool(_value(config, "provision_segment_fields")),
+        provision_permission_set=permission_set,
         segment_membership_path=_text(config, "segment_membership_path"),
         segment_status_values={
             str(k): str(v) for k, v in (config.get("segment_status_values") or {}).items()
@@ -359,39 +402,56 @@ def _field_mappings(
     return dict.fromkeys(OBJECT_TYPES, tuple(mappings))
 
 
-def _segment_mappings(raw: list[dict[str, Any]], problems: list[str]) -> tuple[SegmentMapping, ...]:
-    if len(raw) > MAX_SEGMENT_MAPPINGS:
-        problems.append(
-            f"segment_mappings has {len(raw)} entries; Salesforce CRM allows at most "
-            f"{MAX_SEGMENT_MAPPINGS} segment fields at once"
-        )
-    seen: dict[str, int] = {}
+def _segment_mappings(raw: list[dict[str, Any]], default_model: str, problems: list[str]
+                      ) -> tuple[SegmentMapping, ...]:
+    seen: dict[tuple[bool, str], int] = {}
     result = []
     for index, item in enumerate(raw):
         segment_id = str(item.get("segment_id") or "").strip()
         mapping_id = str(item.get("mapping_id") or "")
+        model = str(item.get("model") or default_model)
         if not segment_id or not mapping_id:
             problems.append(f"segment_mappings[{index}] needs both 'segment_id' and 'mapping_id'")
             continue
-        if any(ch.isspace() for ch in mapping_id):
+        if model not in SEGMENT_MODELS:
+            problems.append(f"segment_mappings[{index}].model {model!r} must be one of "
+                            f"{', '.join(SEGMENT_MODELS)}")
+            continue
+        if model == "campaign":
+            reference = mapping_id  # a Campaign Id or a Campaign name (names may have spaces)
+        elif any(ch.isspace() for ch in mapping_id):
             problems.append(
                 f"segment_mappings[{index}].mapping_id {mapping_id!r} contains spaces; "
                 "use the field's API name with '_' instead"
             )
             continue
-        field_name = normalize_mapping_id(mapping_id)
-        if not _FIELD_API_NAME.match(field_name):
-            problems.append(
-                f"segment_mappings[{index}].mapping_id {mapping_id!r} is not a field API name"
-            )
-            continue
-        key = field_name.lower()
+        else:
+            reference = normalize_mapping_id(mapping_id)
+            if not _FIELD_API_NAME.match(reference):
+                problems.append(
+                    f"segment_mappings[{index}].mapping_id {mapping_id!r} is not a field API name"
+                )
+                continue
+        key = (model == "campaign", reference.lower())
         if key in seen:
+            what = "campaign" if model == "campaign" else "field"
             problems.append(
                 f"segment_mappings[{index}].mapping_id {mapping_id!r} duplicates "
-                f"segment_mappings[{seen[key]}]; each segment needs its own field"
+                f"segment_mappings[{seen[key]}]; each segment needs its own {what}"
             )
             continue
         seen[key] = index
-        result.append(SegmentMapping(segment_id=segment_id, mapping_id=field_name))
+        result.append(SegmentMapping(segment_id=segment_id, mapping_id=reference, model=model))
+    campaigns = sum(1 for item in raw if (item.get("model") or default_model) == "campaign")
+    fields = len(raw) - campaigns
+    if fields > MAX_SEGMENT_MAPPINGS:
+        problems.append(
+            f"segment_mappings has {fields} entries for segment fields (text_area, checkbox, "
+            f"picklist); at most {MAX_SEGMENT_MAPPINGS} segment fields may be active at once"
+        )
+    if campaigns > MAX_CAMPAIGN_SEGMENTS:
+        problems.append(
+            f"segment_mappings has {campaigns} campaign segments; at most "
+            f"{MAX_CAMPAIGN_SEGMENTS} are allowed"
+        )
     return tuple(result)

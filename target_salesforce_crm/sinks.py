@@ -157,14 +157,15 @@ class SalesforceSink(BatchSink):
             existing = self._index.claim(self.object_type, mapped.key, self._pending)
             if existing is not None:  # another stream's older value: merged, then sent here
                 existing.records[-1][0].stats.merged += 1
-                existing.merge(mapped.payload, self.source, record)
+                existing.merge(mapped.payload, self.source, record, mapped.memberships)
                 self._pending[mapped.key] = existing
             else:
-                entry = Entry(mapped.key, mapped.payload, [(self.source, record)])
+                entry = Entry(mapped.key, mapped.payload, [(self.source, record)],
+                              memberships=mapped.memberships)
                 self._pending[mapped.key] = entry
             self._index.hold(self.object_type, self._pending[mapped.key], self._pending)
         else:
-            existing.merge(mapped.payload, self.source, record)
+            existing.merge(mapped.payload, self.source, record, mapped.memberships)
             stats.merged += 1
         if not stats.received & 63:  # the clock is read every 64 records, not every one
             self.runtime.stats.maybe_log_progress(self.runtime.api_summary)

@@ -63,6 +63,8 @@ class RunStats:
         self.streams: dict[str, StreamStats] = {}
         self.segments: dict[str, Counter] = {}
         self.sample_payloads: list[dict[str, Any]] = []
+        # further report sections by name (campaign members, provisioning, ...), read at the end
+        self.sections: dict[str, Callable[[], dict[str, Any]]] = {}
         self._last_progress = time.monotonic()
 
     def stream(self, name: str, object_type: str) -> StreamStats:
@@ -156,6 +158,8 @@ class RunStats:
             verb = "would carry" if self.dry_run else "now carry"
             LOGGER.info("segment field %s: records that %s each status: %s",
                         field_name, verb, dict(counts))
+        for name, section in self.sections.items():
+            LOGGER.info("%s: %s", name, section())
 
     def report(
         self, api: dict[str, Any], *, error: str | None, status: str | None = None
@@ -173,6 +177,8 @@ class RunStats:
             "segments": {name: dict(c) for name, c in self.segments.items()},
             "api": api,
         }
+        for name, section in self.sections.items():
+            report[name] = section()
         if self.dry_run:
             report["sample_payloads"] = self.sample_payloads
         return report

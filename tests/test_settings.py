@@ -341,7 +341,7 @@ def test_twenty_five_segment_mappings_accepted() -> None:
 
 def test_more_than_twenty_five_segment_mappings_refused() -> None:
     problem = only_problem(config(segment_mappings=segments(26)))
-    assert problem.startswith("segment_mappings has 26 entries")
+    assert problem.startswith("segment_mappings has 26 entries for segment fields")
     assert "at most 25" in problem
 
 

@@ -35,9 +35,9 @@ class Campaign:
 class MembershipOutcome:
     """What happened to each (person, campaign): counts, and the failures by person."""
 
-    created: int = 0
-    updated: int = 0
-    removed: int = 0
+    created_pairs: list[tuple[str, str]] = field(default_factory=list)
+    updated_pairs: list[tuple[str, str]] = field(default_factory=list)
+    removed_pairs: list[tuple[str, str]] = field(default_factory=list)
     unchanged: int = 0
     calls: dict[str, int] = field(default_factory=lambda: {"query": 0, "write": 0})
     failures: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
@@ -109,7 +109,8 @@ class MembershipWriter:
                                        "id": member[0], "Status": status}))
             else:
                 outcome.unchanged += 1
-        duplicates = self._write(creates, self.client.collections_create, outcome, "created")
+        duplicates = self._write(creates, self.client.collections_create, outcome,
+                                 outcome.created_pairs)
         if duplicates:  # created by someone else meanwhile: read them and update instead
             again = self._existing([pair for pair, _ in duplicates], outcome)
             for pair, record in duplicates:
@@ -121,7 +122,7 @@ class MembershipWriter:
                 else:
                     updates.append((pair, {"attributes": {"type": "CampaignMember"},
                                            "id": member[0], "Status": record["Status"]}))
-        self._write(updates, self.client.collections_update, outcome, "updated")
+        self._write(updates, self.client.collections_update, outcome, outcome.updated_pairs)
         self._remove(removals, outcome)
         return outcome
 
@@ -148,7 +149,7 @@ class MembershipWriter:
         return found
 
     def _write(self, items: list[tuple[tuple[str, str], dict[str, Any]]], send: Any,
-               outcome: MembershipOutcome, counter: str
+               outcome: MembershipOutcome, done: list[tuple[str, str]]
                ) -> list[tuple[tuple[str, str], dict[str, Any]]]:
         duplicates = []
         for start in range(0, len(items), RECORDS_PER_CALL):
@@ -157,10 +158,10 @@ class MembershipWriter:
             results = send([record for _, record in batch])
             for (pair, record), result in zip(batch, results, strict=True):
                 if result.get("success"):
-                    setattr(outcome, counter, getattr(outcome, counter) + 1)
+                    done.append(pair)
                     continue
                 code, message = _error(result)
-                if code == "DUPLICATE_VALUE" and counter == "created":
+                if code == "DUPLICATE_VALUE" and done is outcome.created_pairs:
                     duplicates.append((pair, record))
                 else:
                     outcome.failures[pair] = (code, message)
@@ -175,7 +176,7 @@ class MembershipWriter:
             for (pair, _), result in zip(batch, results, strict=True):
                 code, message = ("", "") if result.get("success") else _error(result)
                 if result.get("success") or code in GONE_CODES:
-                    outcome.removed += 1
+                    outcome.removed_pairs.append(pair)
                 else:
                     outcome.failures[pair] = (code, message)
 

@@ -32,6 +32,8 @@ class FieldSpec:
     external_id: bool
     case_sensitive: bool
     html_formatted: bool
+    picklist_values: tuple[str, ...] = ()  # active values only
+    restricted_picklist: bool = False
 
     @classmethod
     def from_describe(cls, field: dict[str, Any]) -> FieldSpec:
@@ -50,6 +52,12 @@ class FieldSpec:
             case_sensitive=bool(field.get("caseSensitive")),
             html_formatted=bool(field.get("htmlFormatted"))
             or str(field.get("extraTypeInfo") or "").lower() == "richtextarea",
+            picklist_values=tuple(
+                str(value["value"]) for value in field.get("picklistValues") or ()
+                if isinstance(value, dict) and value.get("active", True)
+                and value.get("value") is not None
+            ),
+            restricted_picklist=bool(field.get("restrictedPicklist")),
         )
 
 
