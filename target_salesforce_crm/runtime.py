@@ -14,10 +14,11 @@ from target_salesforce_crm.deadletter import DeadLetter
 from target_salesforce_crm.delivery import Deliverer, Dispatcher
 from target_salesforce_crm.mapping import RecordMapper
 from target_salesforce_crm.preflight import check_campaigns, check_fields
+from target_salesforce_crm.provision import SegmentProvisioning
 from target_salesforce_crm.redirects import CONVERTED, MERGED, Redirector
 from target_salesforce_crm.rejections import Rejector
 from target_salesforce_crm.salesforce.auth import TokenProvider
-from target_salesforce_crm.salesforce.campaigns import find_campaigns
+from target_salesforce_crm.salesforce.campaigns import Campaign, find_campaigns
 from target_salesforce_crm.salesforce.client import SalesforceClient
 from target_salesforce_crm.salesforce.describe import FieldSpec, field_specs
 from target_salesforce_crm.salesforce.moves import MoveResolver
@@ -72,22 +73,32 @@ class Runtime:
             if not self._fields:
                 objects = [self.settings.object_type, *self.settings.stream_object_types.values()]
                 describes = {name: self.client.describe(name) for name in dict.fromkeys(objects)}
+                planned_campaigns = {}
+                if self.settings.provision_segment_fields:
+                    provisioning = SegmentProvisioning(self.client, self.settings,
+                                                       self.client.tokens.identity_url)
+                    self.stats.sections["provisioning"] = provisioning.report
+                    describes = provisioning.fields(describes)
+                    planned_campaigns = provisioning.campaigns()
                 for name, describe in describes.items():
                     self._fields[name] = check_fields(self.settings, name, describe)
                     LOGGER.info("pre-flight of %s passed (%d mapped fields, %d segment fields)",
                                 name, len(self.settings.mappings_for(name)),
                                 len(self.settings.field_segments))
                 if self.settings.campaign_segments:
-                    self._prepare_campaigns()
+                    self._prepare_campaigns(planned_campaigns)
                 if "Lead" in describes and CONVERTED in self.redirector.follow:
                     contact = describes.get("Contact") or self.client.describe("Contact")
                     self._prepare_conversions(contact)
             return self._fields[object_type]
 
-    def _prepare_campaigns(self) -> None:
-        """Campaign segments: each names exactly one Campaign with every status it can write."""
+    def _prepare_campaigns(self, planned: dict[str, Campaign]) -> None:
+        """Campaign segments: each names exactly one Campaign with every status it can write
+        (``planned``: those a dry run would create)."""
         references = [segment.mapping_id for segment in self.settings.campaign_segments]
-        campaigns = check_campaigns(self.settings, find_campaigns(self.client, references))
+        found = find_campaigns(self.client, references)
+        found.update({reference: [campaign] for reference, campaign in planned.items()})
+        campaigns = check_campaigns(self.settings, found)
         sync = CampaignSync(self.client, self.rejector, campaigns=campaigns,
                             status_values=self.settings.segment_status_values,
                             remove_on_exit=self.settings.campaign_exit == "delete")

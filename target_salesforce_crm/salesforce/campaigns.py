@@ -16,6 +16,7 @@ from typing import Any
 
 from target_salesforce_crm.salesforce.client import SalesforceClient
 from target_salesforce_crm.salesforce.ids import normalize_id
+from target_salesforce_crm.salesforce.soql import quoted
 
 RECORDS_PER_CALL = 200
 IDS_PER_QUERY = 200
@@ -53,18 +54,18 @@ def find_campaigns(client: SalesforceClient, references: Iterable[str]
     rows: list[dict[str, Any]] = []
     if ids:
         rows += client.query(
-            f"SELECT Id, Name FROM Campaign WHERE Id IN ({_quoted(ids.values())})"  # noqa: S608
+            f"SELECT Id, Name FROM Campaign WHERE Id IN ({quoted(ids.values())})"  # noqa: S608
         )
     if names:
         rows += client.query(
-            f"SELECT Id, Name FROM Campaign WHERE Name IN ({_quoted(names)})"  # noqa: S608
+            f"SELECT Id, Name FROM Campaign WHERE Name IN ({quoted(names)})"  # noqa: S608
         )
     found = {str(row["Id"]): row for row in rows}
     statuses: dict[str, set[str]] = {key: set() for key in found}
     if found:
         for row in client.query(
             "SELECT CampaignId, Label FROM CampaignMemberStatus WHERE CampaignId IN "  # noqa: S608
-            f"({_quoted(found)})"
+            f"({quoted(found)})"
         ):
             statuses.setdefault(str(row["CampaignId"]), set()).add(str(row["Label"]))
     result: dict[str, list[Campaign]] = {}
@@ -139,8 +140,8 @@ class MembershipWriter:
             outcome.calls["query"] += 1
             rows = self.client.query(
                 f"SELECT Id, CampaignId, {self.person_field}, Status FROM CampaignMember "  # noqa: S608
-                f"WHERE CampaignId IN ({_quoted(campaigns)}) "
-                f"AND {self.person_field} IN ({_quoted(batch)})"
+                f"WHERE CampaignId IN ({quoted(campaigns)}) "
+                f"AND {self.person_field} IN ({quoted(batch)})"
             )
             for row in rows:
                 pair = (str(row.get(self.person_field)), str(row.get("CampaignId")))
@@ -192,7 +193,3 @@ def _campaign_id(reference: str) -> str | None:
     key, problem = normalize_id(reference, "Campaign")
     return None if problem else key
 
-
-def _quoted(values: Iterable[str]) -> str:
-    """SOQL string literals (contract part 2, §1.4): backslash and quote escaped."""
-    return ", ".join("'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'" for v in values)

@@ -96,6 +96,7 @@ class CallCounts:
     describe: int = 0
     collections: int = 0
     query: int = 0
+    provisioning: int = 0
     retries: int = 0
     reauth: int = 0
 
@@ -241,7 +242,9 @@ class SalesforceClient:
 
     def _send(self, method: str, token: Token, path: str, data: bytes | None) -> Answer:
         """One HTTP request (each one counts against the org's daily limit)."""
-        url = f"{token.instance_url}/services/data/v{self.api_version}/{path}"
+        # a path from the instance root (e.g. /services/oauth2/userinfo), else a REST resource
+        url = (f"{token.instance_url}{path}" if path.startswith("/")
+               else f"{token.instance_url}/services/data/v{self.api_version}/{path}")
         headers = {"Authorization": f"Bearer {token.access_token}", "Accept": "application/json"}
         if data is not None:
             headers["Content-Type"] = "application/json"
