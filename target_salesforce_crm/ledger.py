@@ -166,6 +166,7 @@ class Ledger:
         replaces the records' entries instead of merging into them.
         """
         record_hashes = self._hasher.record_hashes(payloads, fingerprints)
+        field_keys = self._hasher.field_keys(fingerprints)
         changes = Changes(org_id, object_type, {}, full)
         stored = {} if full else self._lookup(org_id, object_type, list(payloads))
         refreshed = []
@@ -175,7 +176,7 @@ class Ledger:
             if row is not None and row[0] == record_hash:
                 changes.payloads[key] = {}
                 continue
-            hashes = self._hasher.field_hashes(payload, fingerprints)
+            hashes = self._hasher.field_hashes(payload, field_keys)
             if row is not None:
                 landed = _decode_fields(row[1])
                 hashes = {name: value for name, value in hashes.items()
@@ -264,11 +265,13 @@ class Ledger:
         self._store.dispose()
         aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
         try:
-            replaced = path.stat().st_ino != self._sqlite_inode
+            inode: int | None = path.stat().st_ino
         except FileNotFoundError:
-            replaced = True
-        if replaced:  # another process already moved it aside and started a new one
-            where = "already replaced by a new ledger"
+            inode = None
+        if inode is None:
+            where = "recreated"
+        elif self._sqlite_inode not in (None, inode):
+            where = "already replaced by a new ledger (by another process)"
         else:
             path.replace(aside)
             for suffix in ("-wal", "-shm"):

@@ -93,20 +93,23 @@ class Hasher:
     def __init__(self) -> None:
         self._field_keys: dict[tuple[str, str], bytes] = {}
 
-    def _field_key(self, field: str, fingerprint: str) -> bytes:
-        key = self._field_keys.get((field, fingerprint))
-        if key is None:
-            key = blake2b(f"{field}\x00{fingerprint}".encode(), digest_size=_KEY_BYTES).digest()
-            self._field_keys[field, fingerprint] = key
-        return key
+    def field_keys(self, fingerprints: Mapping[str, str]) -> dict[str, bytes]:
+        """Field → hash key for this call's fingerprints (derived once per field and config)."""
+        keys = {}
+        for field, fingerprint in fingerprints.items():
+            key = self._field_keys.get((field, fingerprint))
+            if key is None:
+                key = blake2b(f"{field}\x00{fingerprint}".encode(), digest_size=_KEY_BYTES).digest()
+                self._field_keys[field, fingerprint] = key
+            keys[field] = key
+        return keys
 
-    def field_hashes(
-        self, payload: Mapping[str, Any], fingerprints: Mapping[str, str]
-    ) -> dict[str, str]:
+    @staticmethod
+    def field_hashes(payload: Mapping[str, Any], keys: Mapping[str, bytes]) -> dict[str, str]:
         """Field → short hash (16 hex digits) of the value as sent; None differs from absent."""
         return {
             field: blake2b(_canonical_json(value), digest_size=_HASH_BYTES,
-                           key=self._field_key(field, fingerprints[field])).hexdigest()
+                           key=keys[field]).hexdigest()
             for field, value in payload.items()
         }
 

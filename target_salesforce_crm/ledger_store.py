@@ -36,11 +36,14 @@ metadata = sa.MetaData()
 entries = sa.Table(
     "sync_ledger",
     metadata,
-    sa.Column("org_id", sa.String(18), primary_key=True),
-    sa.Column("object", sa.String(80), primary_key=True),
-    sa.Column("record_key", sa.Text, primary_key=True),
+    sa.Column("record_key", sa.Text, nullable=False),
+    sa.Column("org_id", sa.String(18), nullable=False),
+    sa.Column("object", sa.String(80), nullable=False),
     sa.Column("record_hash", sa.BigInteger, nullable=False),
     sa.Column("fields", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False),
+    # The record key leads: a chunk's lookup is then always an index search on its keys, even
+    # before PostgreSQL has statistics (with org and object first, it scanned the whole org).
+    sa.PrimaryKeyConstraint("record_key", "org_id", "object"),
 )
 ledger_meta = sa.Table(
     "sync_ledger_meta",
@@ -88,6 +91,11 @@ def _is_transient(exc: sa.exc.DBAPIError) -> bool:
     return any(text in str(orig) for text in _SQLITE_BUSY)
 
 
+def _json_text(value: Any) -> str:
+    """JSON for the ``fields`` column (module-level: psycopg caches loaders per function)."""
+    return msgspec.json.encode(value).decode()
+
+
 class Store:
     """One engine on one ledger database; every write is one short transaction, retried."""
 
@@ -104,9 +112,8 @@ class Store:
         self._merge, self._replace = self._upserts()
 
     def _create_engine(self, url: URL) -> Engine:
-        encode = msgspec.json.encode
         options: dict[str, Any] = {
-            "json_serializer": lambda value: encode(value).decode(),
+            "json_serializer": _json_text,
             "json_deserializer": msgspec.json.decode,
         }
         if self.dialect != "sqlite":
@@ -127,7 +134,7 @@ class Store:
         return engine
 
     def _upserts(self) -> tuple[sa.Insert, sa.Insert]:
-        keys = [entries.c.org_id, entries.c.object, entries.c.record_key]
+        keys = [entries.c.record_key, entries.c.org_id, entries.c.object]
         if self.dialect == "sqlite":
             stmt: Any = sqlite.insert(entries)
             merged: Any = sa.func.json_patch(entries.c.fields, stmt.excluded.fields)
@@ -177,7 +184,7 @@ class Store:
                 for start in range(0, len(ordered), MAX_KEYS_PER_QUERY):
                     params = {"org_id": org_id, "object_type": object_type,
                               "keys": ordered[start:start + MAX_KEYS_PER_QUERY]}
-                    rows.extend(conn.execute(self._lookup, params).tuples())
+                    rows.extend(conn.execute(self._lookup, params).tuples().all())
 
         self._retrying(read)
         return rows

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pg_server import postgres_server  # noqa: F401 - the session PostgreSQL server fixture
 
 from target_salesforce_crm.emulator import FIXTURE_CREDENTIALS, Emulator, make_id
 
