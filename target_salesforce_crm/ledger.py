@@ -139,6 +139,8 @@ class Ledger:
                 sqlite_path.parent.mkdir(parents=True, exist_ok=True)
             ledger = cls(Store(parsed), display, sqlite_path, on_warning or logger.warning)
             fresh = ledger._create_schema()
+        except LedgerError as exc:
+            raise LedgerUnavailable(f"ledger_url {display!r} cannot be opened: {exc}") from exc
         except (ImportError, sa.exc.NoSuchModuleError) as exc:
             raise LedgerUnavailable(
                 f"ledger_url {display!r}: its database driver is not installed "
@@ -273,13 +275,21 @@ class Ledger:
         elif self._sqlite_inode not in (None, inode):
             where = "already replaced by a new ledger (by another process)"
         else:
-            path.replace(aside)
+            try:
+                path.replace(aside)
+            except OSError as exc:
+                raise LedgerError(f"the sync ledger {self.display_url} {problem}, and it "
+                                  f"cannot be moved aside: {exc}") from exc
             for suffix in ("-wal", "-shm"):
                 with contextlib.suppress(FileNotFoundError):
                     Path(f"{path}{suffix}").replace(Path(f"{aside}{suffix}"))
             where = f"moved aside to {aside.name}"
         self._store = Store(self._store.engine.url)
-        self._store.create_schema()
+        try:
+            self._store.create_schema()
+        except (StoreCorrupt, sa.exc.SQLAlchemyError) as exc:
+            raise LedgerError(f"the sync ledger {self.display_url} {problem}, and a new one "
+                              f"could not be started: {_reason(exc, '')}") from exc
         self._remember_file()
         self._warn(f"the sync ledger {self.display_url} {problem}: {where}; a new ledger is "
                    "started and every record is sent in full once")

@@ -85,6 +85,10 @@ def is_corruption(exc: BaseException) -> bool:
 
 
 def _is_transient(exc: sa.exc.DBAPIError) -> bool:
+    """Worth another try: a lock conflict, or a dropped connection (the pool replaces it;
+    a write replayed after a lost acknowledgement writes the same hashes again)."""
+    if exc.connection_invalidated:
+        return True
     orig = exc.orig
     if getattr(orig, "sqlstate", None) in _RETRY_SQLSTATES:
         return True
@@ -117,7 +121,7 @@ class Store:
             "json_deserializer": msgspec.json.decode,
         }
         if self.dialect != "sqlite":
-            return sa.create_engine(url, pool_pre_ping=True, **options)
+            return sa.create_engine(url, **options)
         engine = sa.create_engine(
             url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, **options
         )

@@ -362,3 +362,19 @@ def test_two_processes_write_one_ledger_at_once(ledger_url: str) -> None:
             part = {key: both[key] for key in list(both)[first:first + 500]}
             assert ledger.diff(ORG, "Contact", part, fingerprints).payloads == {
                 key: {} for key in part}
+
+
+def test_a_dropped_postgresql_connection_is_replaced(postgres_server: PostgresServer) -> None:
+    url = postgres_server.create_database("dropped_connection")
+    with Ledger.open(url, on_warning=lambda _m: None) as ledger:
+        land(ledger, chunk(0, 10))
+        admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            dropped = conn.exec_driver_sql(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).scalar()
+        admin.dispose()
+        assert dropped >= 1  # the ledger's pooled connection
+        assert land(ledger, chunk(0, 10, Email="after@example.org")) == {
+            key: {"Email": "after@example.org"} for key in chunk(0, 10)}
