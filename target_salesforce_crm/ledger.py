@@ -14,12 +14,19 @@ Use::
     ledger.record(changes, keys_salesforce_confirmed)
 
 Lookups are one query per chunk (at most ``MAX_KEYS_PER_QUERY`` keys), never one per record,
-and nothing is loaded whole, so memory stays flat however many entries there are. An
-unchanged record costs one hash and one indexed row read; only a changed one is hashed field by
-field.
+and nothing is loaded whole, so memory stays flat however many entries there are. SQLite runs
+in WAL mode with a busy timeout and ``BEGIN IMMEDIATE`` writes, retried when locked; PostgreSQL
+upserts with ``ON CONFLICT``, rows in key order so two writers never deadlock. A missing or
+corrupt SQLite file costs one full send and a warning, never a failed run.
 
-Measured (benchmarks/ledger_bench.py, SQLite file, 200-record chunks of 24 fields,
-200,000 entries already present, this 2-core machine): see BENCHMARK below.
+Cost, measured with benchmarks/ledger_bench.py (SQLite file holding 200,000 entries, 200-record
+chunks of 24 fields, CPU of this process on a shared 2-core machine; wall time was 2-3x that
+only because the machine was loaded): an unchanged record costs one whole-record hash and one
+indexed row read, 12-15 ms CPU per 1,000 records (diff only, nothing sent or recorded); with
+10% of records changed, diff + record is 23-29 ms per 1,000; every record sent (new records or
+full_resync), where each field is hashed and written, 59-83 ms per 1,000. The per-record hash
+is what pays: hashing every field of every record instead costs 30-50 ms per 1,000 alone.
+Against PostgreSQL 15 on loopback: 21 / 26 / 85-92 ms CPU per 1,000 for the same three cases.
 """
 
 from __future__ import annotations
