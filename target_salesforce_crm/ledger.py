@@ -187,7 +187,7 @@ class Ledger:
                 continue
             hashes = self._hasher.field_hashes(payload, field_keys)
             if row is not None:
-                landed = _decode_fields(row[1])
+                landed = _landed_fields(row[1])
                 hashes = {name: value for name, value in hashes.items()
                           if landed.get(name) != value}
             changes.payloads[key] = {name: payload[name] for name in hashes}
@@ -227,7 +227,7 @@ class Ledger:
             return self._store.lookup(org_id, object_type, keys)
 
         try:
-            rows = self._run(read)
+            rows = self._run(read, "")
         except StoreCorrupt as exc:
             self._recover(f"is corrupt ({exc})")
             return {}
@@ -237,21 +237,21 @@ class Ledger:
         def write() -> None:
             self._store.upsert(rows, replace=replace)
 
+        advice = (". Records landed in this call will be sent again; after fixing the ledger, "
+                  "run once with full_resync=true so that no value is skipped on a stale entry")
         try:
-            self._run(write)
+            self._run(write, advice)
         except StoreCorrupt as exc:
             self._recover(f"is corrupt ({exc})")
-            self._run(write)
+            self._run(write, advice)
 
-    def _run(self, work: Callable[[], T]) -> T:
+    def _run(self, work: Callable[[], T], advice: str) -> T:
         """Run ``work`` on the store; a failure past the store's retries is a LedgerError."""
         try:
             return work()
         except sa.exc.SQLAlchemyError as exc:
             raise LedgerError(
-                f"the sync ledger {self.display_url} failed: {_reason(exc, '')}. Records "
-                "landed in this call will be sent again; after fixing the ledger, run once "
-                "with full_resync=true so that no value is skipped on a stale entry"
+                f"the sync ledger {self.display_url} failed: {_reason(exc, '')}{advice}"
             ) from exc
 
     def _create_schema(self) -> bool:
@@ -268,7 +268,7 @@ class Ledger:
             self._sqlite_inode = self._sqlite_path.stat().st_ino
 
     def _recover(self, problem: str) -> None:
-        """Move a damaged or vanished SQLite file aside and start a fresh, empty one."""
+        """Move a damaged SQLite file aside and start a fresh, empty one."""
         path = self._sqlite_path
         assert path is not None, problem  # only a SQLite file can be corrupt here
         self._store.dispose()
@@ -304,6 +304,14 @@ class Ledger:
     def _warn(self, message: str) -> None:
         self.warnings.append(message)
         self._on_warning(message)
+
+
+def _landed_fields(stored: str) -> dict[str, str]:
+    """A row's field → hash map; one edited by hand into something else means resend all."""
+    try:
+        return _decode_fields(stored)
+    except msgspec.DecodeError:
+        return {}
 
 
 def _row(org_id: str, object_type: str, key: str, record_hash: int,

@@ -22,6 +22,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 
 SCHEMA_VERSION = "1"
 SQLITE_BUSY_TIMEOUT_S = 30.0
+POSTGRES_CONNECT_TIMEOUT_S = 10
 MAX_KEYS_PER_QUERY = 1000
 WRITE_ATTEMPTS = 6
 _RETRY_BASE_DELAY_S = 0.05
@@ -120,8 +121,10 @@ class Store:
             "json_serializer": _json_text,
             "json_deserializer": msgspec.json.decode,
         }
-        if self.dialect != "sqlite":
-            return sa.create_engine(url, **options)
+        if self.dialect != "sqlite":  # an unreachable server fails start-up in seconds
+            return sa.create_engine(
+                url, connect_args={"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S}, **options
+            )
         engine = sa.create_engine(
             url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, **options
         )
