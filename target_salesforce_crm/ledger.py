@@ -100,7 +100,8 @@ class Changes:
     object_type: str
     payloads: dict[str, dict[str, Any]]
     full: bool
-    _pending: dict[str, tuple[int, dict[str, str]]] = field(default_factory=dict, repr=False)
+    # key → (record hash, hashes of the fields to send): what ``record`` writes once landed
+    entries: dict[str, tuple[int, dict[str, str]]] = field(default_factory=dict, repr=False)
 
     @property
     def unchanged(self) -> int:
@@ -192,7 +193,7 @@ class Ledger:
                           if landed.get(name) != value}
             changes.payloads[key] = {name: payload[name] for name in hashes}
             if hashes:
-                changes._pending[key] = (record_hash, hashes)
+                changes.entries[key] = (record_hash, hashes)
             elif row is not None:  # same values, other field set: keep the fast path next time
                 refreshed.append(_row(org_id, object_type, key, record_hash, {}))
         if refreshed:
@@ -208,8 +209,8 @@ class Ledger:
         for key in landed_keys:
             if key not in changes.payloads:
                 raise KeyError(f"{key!r} was not in this diff of {changes.object_type}")
-            if key in changes._pending:
-                rows.append(_row(changes.org_id, changes.object_type, key, *changes._pending[key]))
+            if key in changes.entries:
+                rows.append(_row(changes.org_id, changes.object_type, key, *changes.entries[key]))
         self._write(rows, replace=changes.full)
         return len(rows)
 
