@@ -18,7 +18,7 @@ from types import FrameType
 from typing import Any
 
 from .auth import ORG_ID
-from .faults import INT_FIELDS, RATE_FIELDS
+from .faults import BULK_BOOL_FIELDS, BULK_INT_FIELDS, INT_FIELDS, RATE_FIELDS
 from .service import FIXTURE_CREDENTIALS, Emulator
 
 
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m target_salesforce_crm.emulator",
         description="Local Salesforce org emulator (OAuth, describe, sObject Collections, "
-                    "limits, fault injection).",
+                    "Bulk API 2.0 ingest, limits, fault injection).",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
@@ -75,11 +75,24 @@ def build_parser() -> argparse.ArgumentParser:
                         help="token responses leave out access_token")
     parser.add_argument("--query-batch-size", type=int, default=None, metavar="N",
                         help="at most N rows per query page (default 2000), to exercise paging")
+    bulk = parser.add_argument_group("Bulk API 2.0 ingest")
+    bulk.add_argument("--bulk-rows-per-second", type=int, default=None, metavar="N",
+                      help="rows a job processes per second (default 0: as fast as it goes)")
+    bulk.add_argument("--bulk-fail-after-batches", type=int, default=None, metavar="N",
+                      help="fail every job after N internal batches of 10,000 rows; rows of "
+                           "those batches stay committed (default 0: never)")
+    bulk.add_argument("--bulk-batches-remaining", type=int, default=None, metavar="N",
+                      help="DailyBulkApiBatches left, at most 15000 (default 15000); 0 refuses "
+                           "new jobs and a job that runs out fails")
+    bulk.add_argument("--bulk-shuffle-results", action=argparse.BooleanOptionalAction,
+                      default=None, help="result rows in random order, from --random-seed "
+                                         "(default on)")
     return parser
 
 
 FAULT_OPTIONS = (*INT_FIELDS, *RATE_FIELDS, "random_seed", "poison_values", "lock_forever_ids",
-                 "storage_full_after", "instance_url", "omit_access_token")
+                 "storage_full_after", "instance_url", "omit_access_token", *BULK_INT_FIELDS,
+                 *BULK_BOOL_FIELDS)
 
 
 def _read_seed(spec: str) -> tuple[str, list[dict[str, Any]]]:

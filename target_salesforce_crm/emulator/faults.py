@@ -10,6 +10,9 @@ from .ids import parse_id
 RATE_FIELDS = ("http_503_rate", "html_503_rate", "http_500_rate", "drop_rate", "lock_rate")
 INT_FIELDS = ("latency_ms", "token_ttl_requests", "daily_api_limit", "initial_api_usage",
               "concurrency_limit")
+BULK_INT_FIELDS = ("bulk_rows_per_second", "bulk_fail_after_batches", "bulk_batches_remaining")
+BULK_BOOL_FIELDS = ("bulk_shuffle_results",)
+BULK_BATCH_ALLOCATION = 15000  # DailyBulkApiBatches Max, shared by Bulk API 1.0 and 2.0
 
 
 @dataclass(slots=True)
@@ -22,7 +25,8 @@ class FaultSettings:
     field value containing one of them is refused whole with a 400), `lock_forever_ids`
     (records always UNABLE_TO_LOCK_ROW), `storage_full_after` (record writes left
     before every write fails STORAGE_LIMIT_EXCEEDED; None = no limit), and the token
-    response's `instance_url` override and `omit_access_token`.
+    response's `instance_url` override and `omit_access_token`. The `bulk_*` settings
+    steer Bulk API 2.0 ingest (rate, a failing job, the batch allowance, result order).
     """
 
     latency_ms: int = 0
@@ -41,6 +45,10 @@ class FaultSettings:
     storage_full_after: int | None = None
     instance_url: str | None = None
     omit_access_token: bool = False
+    bulk_rows_per_second: int = 0  # Bulk ingest processing rate; 0 = as fast as it goes
+    bulk_fail_after_batches: int = 0  # fail each Bulk job after this many batches; 0 = never
+    bulk_batches_remaining: int = BULK_BATCH_ALLOCATION  # DailyBulkApiBatches left (set = reset)
+    bulk_shuffle_results: bool = True  # Bulk result rows in random order, as on an org
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -72,6 +80,8 @@ def _check(name: str, value: Any) -> Any:
         raise ValueError(f"{name} must be a non-negative integer")
     if name == "daily_api_limit" and value < 1:
         raise ValueError("daily_api_limit must be at least 1")
+    if name == "bulk_batches_remaining" and value > BULK_BATCH_ALLOCATION:
+        raise ValueError(f"bulk_batches_remaining must be at most {BULK_BATCH_ALLOCATION}")
     return int(value)
 
 
@@ -119,5 +129,5 @@ def _flag(name: str, value: Any) -> bool:
 _SPECIAL_CHECKS = {
     "random_seed": _seed, "poison_values": _strings, "lock_forever_ids": _ids,
     "storage_full_after": _optional_int, "instance_url": _optional_text,
-    "omit_access_token": _flag,
+    "omit_access_token": _flag, "bulk_shuffle_results": _flag,
 }

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .faults import FaultSettings
+from .faults import BULK_BATCH_ALLOCATION, FaultSettings
 from .ids import make_id, parse_id, to_18
 from .options import MAX_URI_BYTES, OPTIONS, QUERY_BATCH_SIZE
 from .schema import FieldSpec, SObjectSchema
@@ -64,6 +64,7 @@ class Org:
         self.api_usage = faults.initial_api_usage
         self.locked_keys = _keys(faults.lock_forever_ids)
         self.storage_left = faults.storage_full_after  # record writes before storage is full
+        self.bulk_batches_remaining = faults.bulk_batches_remaining
         self.in_flight = 0
         self.max_in_flight = 0
         self.api_calls = 0
@@ -187,6 +188,8 @@ class Org:
                 self.rng = random.Random(self.faults.random_seed)
             if "initial_api_usage" in values:
                 self.api_usage = self.faults.initial_api_usage
+            if "bulk_batches_remaining" in values:
+                self.bulk_batches_remaining = self.faults.bulk_batches_remaining
 
     def set_options(self, values: dict[str, Any]) -> dict[str, Any]:
         """Change behaviour switches (see `OPTIONS`) after checking every one."""
@@ -209,6 +212,15 @@ class Org:
     def reset_usage(self) -> None:
         with self.lock:
             self.api_usage = 0
+            self.bulk_batches_remaining = BULK_BATCH_ALLOCATION
+
+    def take_bulk_batch(self) -> bool:
+        """Charge one Bulk API batch to DailyBulkApiBatches; False when none are left."""
+        with self.lock:
+            if self.bulk_batches_remaining <= 0:
+                return False
+            self.bulk_batches_remaining -= 1
+            return True
 
     def stats(self, token_requests: int) -> dict[str, Any]:
         with self.lock:

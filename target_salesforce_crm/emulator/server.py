@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
@@ -20,6 +20,8 @@ from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 from . import dml, sobject
 from .admin import handle_admin
 from .auth import OAuthError, OAuthServer, parse_basic
+from .bulk import BulkIngest
+from .faults import BULK_BATCH_ALLOCATION
 from .httpd import JSON_TYPE, FastHandler
 from .org import Org
 from .query import handle as handle_query
@@ -62,9 +64,13 @@ class App:
     org: Org
     oauth: OAuthServer
     base_url: str = ""
+    bulk: BulkIngest = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.bulk = BulkIngest(self.org)
 
     def stats(self) -> dict[str, Any]:
-        return self.org.stats(self.oauth.tokens.token_requests)
+        return {**self.org.stats(self.oauth.tokens.token_requests), "bulk": self.bulk.stats()}
 
 
 class EmulatorHTTPServer(ThreadingHTTPServer):
@@ -105,6 +111,10 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
                 self.connections.add(conn)
             else:
                 self.connections.discard(conn)
+
+    def server_close(self) -> None:
+        self.app.bulk.stop()
+        super().server_close()
 
     def close_connections(self) -> None:
         with self.connections_lock:
@@ -289,6 +299,10 @@ class Handler(FastHandler):
             self.send_json(status, payload, limit)
         elif segments[:2] == ["composite", "sobjects"] and len(segments) in (2, 4):
             self._collections(method, version, segments, query, body, limit)
+        elif segments[:2] == ["jobs", "ingest"]:
+            status, payload, content_type = self.server.app.bulk.handle(
+                method, version, segments[2:], body, self.headers.get("Content-Type", ""))
+            self.send(status, payload, content_type, limit)
         else:
             raise dml.not_found()
 
@@ -319,10 +333,11 @@ class Handler(FastHandler):
 def _limits(org: Org) -> dict[str, Any]:
     with org.lock:
         limit, usage = org.faults.daily_api_limit, org.api_usage
+        batches = org.bulk_batches_remaining
     return {
         "ConcurrentAsyncGetReportInstances": {"Max": 200, "Remaining": 200},
         "DailyApiRequests": {"Max": limit, "Remaining": max(0, limit - usage)},
-        "DailyBulkApiBatches": {"Max": 15000, "Remaining": 15000},
+        "DailyBulkApiBatches": {"Max": BULK_BATCH_ALLOCATION, "Remaining": batches},
         "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000},
         "DataStorageMB": {"Max": 1024, "Remaining": 1024},
         "FileStorageMB": {"Max": 1024, "Remaining": 1024},
