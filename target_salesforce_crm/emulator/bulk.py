@@ -89,6 +89,8 @@ class BulkIngest:
                 job.wake.set()
         for thread in threads:
             thread.join(timeout=5)
+        with self.lock:
+            self.stopping = False  # the emulator may be started again
 
     # --- routing ---------------------------------------------------------------------------
 

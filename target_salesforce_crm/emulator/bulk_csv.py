@@ -15,7 +15,6 @@ import re
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
-from typing import Any
 
 DELIMITERS = {"COMMA": ",", "BACKQUOTE": "`", "CARET": "^", "PIPE": "|", "SEMICOLON": ";",
               "TAB": "\t"}
@@ -54,41 +53,40 @@ def check_line_endings(data: bytes, line_ending: str) -> None:
                              f"LineEnding setting is {line_ending}")
 
 
-def read_rows(data: bytes, delimiter: str) -> tuple[list[str], Iterator[list[str]]]:
-    """The header and an iterator over the remaining non-blank rows.
+class Upload:
+    """The rows of one upload, read lazily: the header, then batches of rows.
 
-    The text is decoded as it is read (no second copy of the upload); a BOM is
-    not skipped, so it becomes part of the first field name, as on the org.
+    The text is decoded as it is read (no second copy of the upload), blank lines
+    are skipped, and a BOM is not: it becomes part of the first field name, as on
+    the org. A parse error fails the job, naming the line.
     """
-    text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", newline="")
-    reader = csv.reader(text, delimiter=delimiter, quotechar='"', doublequote=True, strict=True)
-    header = next(_checked(reader), None)
-    if header is None:
-        raise CsvFailure("ClientInputError : No data uploaded for this job")
-    return header, _checked(reader)
 
+    def __init__(self, data: bytes, delimiter: str) -> None:
+        text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", newline="")
+        self._reader = csv.reader(text, delimiter=delimiter, quotechar='"', doublequote=True,
+                                  strict=True)
+        self._rows = filter(None, self._reader)
+        first = self._take(1)
+        if not first:
+            raise CsvFailure("ClientInputError : No data uploaded for this job")
+        self.header: list[str] = first[0]
 
-def _checked(reader: Any) -> Iterator[list[str]]:
-    """Rows of a `csv.reader`, blank lines skipped, parse errors turned into job failures."""
-    line = 0
-    try:
-        for row in reader:
-            line = reader.line_num
-            if row:
-                yield row
-    except csv.Error as exc:
-        raise CsvFailure(f"ClientInputError : Invalid CSV after line {line}: {exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise CsvFailure(f"ClientInputError : Invalid UTF-8 after line {line}: {exc.reason}") \
-            from exc
+    def batches(self, size: int) -> Iterator[list[list[str]]]:
+        while True:
+            batch = self._take(size)
+            if not batch:
+                return
+            yield batch
 
-
-def batched(rows: Iterator[list[str]], size: int) -> Iterator[list[list[str]]]:
-    while True:
-        batch = list(islice(rows, size))
-        if not batch:
-            return
-        yield batch
+    def _take(self, size: int) -> list[list[str]]:
+        try:
+            return list(islice(self._rows, size))
+        except csv.Error as exc:
+            raise CsvFailure(f"ClientInputError : Invalid CSV at line {self._reader.line_num}: "
+                             f"{exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise CsvFailure(f"ClientInputError : Invalid UTF-8 after line "
+                             f"{self._reader.line_num}: {exc.reason}") from exc
 
 
 def header_line(prefix: Sequence[str], header: Sequence[str], delimiter: str,

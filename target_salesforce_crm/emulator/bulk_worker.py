@@ -6,19 +6,24 @@ the result sets (shuffled: the org does not keep upload order). An abort, a
 spent batch allowance or the `bulk_fail_after_batches` fault stops the job
 between batches: rows of applied batches stay applied (a `Failed` job has
 partial commits) and every other row becomes an unprocessed record.
+
+After each batch the heap is frozen (`gc.freeze`): the org's records are
+long-lived and acyclic, and without it every full collection walks them all.
+Measured on 200,000 rows next to as many stored records: upsert-insert 8.8 s ->
+5.0 s, upsert-update 5.9 s -> 1.6 s.
 """
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 import traceback
-from collections.abc import Iterator
 from contextlib import suppress
 from itertools import chain
 from typing import TYPE_CHECKING
 
-from .bulk_csv import DELIMITERS, CsvFailure, batched, check_line_endings, read_rows
+from .bulk_csv import DELIMITERS, CsvFailure, Upload, check_line_endings
 from .bulk_jobs import ABORTED, FAILED, IN_PROGRESS, JOB_COMPLETE, UPLOAD_COMPLETE, Job
 from .bulk_rows import Outcome, apply_batch, resolve_header
 from .org import timestamp
@@ -42,34 +47,35 @@ def run(ingest: BulkIngest, job: Job) -> None:
         job.uploads.clear()
         if job.state == UPLOAD_COMPLETE:
             job.state, job.modstamp = IN_PROGRESS, timestamp()
-    rows: Iterator[list[str]] = iter(())
+    upload: Upload | None = None
     pending: list[list[str]] = []
     try:
-        header, rows = read_rows(data, DELIMITERS[job.column_delimiter])
+        upload = Upload(data, DELIMITERS[job.column_delimiter])
         with ingest.lock:
-            job.header = header
+            job.header = upload.header
         check_line_endings(data, job.line_ending)
         schema = ingest.org.schema(job.object)
         key_spec = schema.field(job.external_id_field) if job.external_id_field else None
-        target = resolve_header(schema, job.operation, key_spec, header)
-        for batch in batched(rows, BATCH_ROWS):
+        target = resolve_header(schema, job.operation, key_spec, upload.header)
+        for batch in upload.batches(BATCH_ROWS):
             pending = batch
             refusal = _wait_and_claim(ingest, job, started, len(batch))
             if refusal is not None:
                 _end(ingest, job, started, None if refusal == ABORTED else refusal, pending,
-                     rows)
+                     upload)
                 return
             began = time.monotonic()
             outcomes = apply_batch(ingest.org, target, batch)
             _record(ingest, job, batch, outcomes, time.monotonic() - began)
             pending = []
-        _end(ingest, job, started, None, [], rows)
+            gc.freeze()
+        _end(ingest, job, started, None, [], upload)
     except CsvFailure as exc:
-        _end(ingest, job, started, str(exc), pending, rows)
+        _end(ingest, job, started, str(exc), pending, upload)
     except Exception as exc:
         traceback.print_exc(file=sys.stderr)
         _end(ingest, job, started, f"InternalServerError : emulator internal error: {exc!r}",
-             pending, rows)
+             pending, upload)
 
 
 def _wait_and_claim(ingest: BulkIngest, job: Job, started: float, size: int) -> str | None:
@@ -118,7 +124,7 @@ def _record(ingest: BulkIngest, job: Job, batch: list[list[str]], outcomes: list
 
 
 def _end(ingest: BulkIngest, job: Job, started: float, failure: str | None,
-         pending: list[list[str]], rows: Iterator[list[str]]) -> None:
+         pending: list[list[str]], upload: Upload | None) -> None:
     """Settle the job: unprocessed rows written, final state, results shuffled and readable."""
     with ingest.lock:
         stopped = job.deleted or ingest.stopping
@@ -127,7 +133,7 @@ def _end(ingest: BulkIngest, job: Job, started: float, failure: str | None,
         job.settled.set()
         return
     if stopping_early:
-        _write_unprocessed(ingest, job, pending, rows)
+        _write_unprocessed(ingest, job, pending, upload)
     with ingest.lock:
         if job.state == IN_PROGRESS:
             job.state = FAILED if failure else JOB_COMPLETE
@@ -142,10 +148,11 @@ def _end(ingest: BulkIngest, job: Job, started: float, failure: str | None,
 
 
 def _write_unprocessed(ingest: BulkIngest, job: Job, pending: list[list[str]],
-                       rows: Iterator[list[str]]) -> None:
+                       upload: Upload | None) -> None:
     delimiter = DELIMITERS[job.column_delimiter]
+    rest = upload.batches(BATCH_ROWS) if upload is not None else iter(())
     with suppress(CsvFailure):  # rows past a malformed line cannot be listed
-        for batch in chain([pending], batched(rows, BATCH_ROWS)):
+        for batch in chain([pending], rest):
             job.unprocessed.add(batch, delimiter, job.line_ending)
     with ingest.lock:
         ingest.counts["rows_unprocessed"] += job.unprocessed.rows
