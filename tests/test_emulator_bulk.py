@@ -196,6 +196,16 @@ def test_lock_fault_fails_rows_with_unable_to_lock_row():
         assert {code(row["sf__Error"]) for row in failures} == {"UNABLE_TO_LOCK_ROW"}
 
 
+def test_record_faults_reach_bulk_rows_too(emu, session):
+    ids = seed(emu, 3)
+    emu.set_faults(lock_forever_ids=[ids[0]], storage_full_after=1)
+    _, successes, failures, _ = run(session, emu, to_csv(
+        ["Id", "Title"], [[record_id, "T"] for record_id in ids]))
+    assert [row["sf__Id"] for row in successes] == [ids[1]]
+    assert {row["Id"]: code(row["sf__Error"]) for row in failures} == {
+        ids[0]: "UNABLE_TO_LOCK_ROW", ids[2]: "STORAGE_LIMIT_EXCEEDED"}
+
+
 def test_delete_and_insert_operations(emu, session):
     ids = seed(emu, 2)
     info, successes, failures, _ = run(session, emu, to_csv(
