@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from target_salesforce_crm.salesforce.ids import KEY_PREFIXES, checksum, normalize_id
+from target_salesforce_crm.salesforce.ids import checksum, normalize_id
 
 CONTACT_15 = "003A0000006Vm9r"
 CONTACT_18 = "003A0000006Vm9rIAC"
@@ -69,10 +69,6 @@ def test_lower_case_lead_id_restores_the_key_prefix() -> None:
 
 def test_surrounding_whitespace_ignored() -> None:
     assert normalize_id(f"  {CONTACT_15}\n", "Contact") == (CONTACT_18, None)
-
-
-def test_key_prefixes() -> None:
-    assert KEY_PREFIXES == {"Contact": "003", "Lead": "00Q"}
 
 
 # --------------------------------------------------------------------------- normalize_id: refused
