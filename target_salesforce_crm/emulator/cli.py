@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="instance_url to put in token responses (default: this server)")
     parser.add_argument("--omit-access-token", action="store_const", const=True, default=None,
                         help="token responses leave out access_token")
+    parser.add_argument("--request-error-code", default=None, metavar="CODE",
+                        help="refuse every collections call with a 400 of this errorCode whose "
+                             "message quotes one of the request's values")
     parser.add_argument("--query-batch-size", type=int, default=None, metavar="N",
                         help="at most N rows per query page (default 2000), to exercise paging")
     bulk = parser.add_argument_group("Bulk API 2.0 ingest")
@@ -91,8 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 FAULT_OPTIONS = (*INT_FIELDS, *RATE_FIELDS, "random_seed", "poison_values", "lock_forever_ids",
-                 "storage_full_after", "instance_url", "omit_access_token", *BULK_INT_FIELDS,
-                 *BULK_BOOL_FIELDS)
+                 "storage_full_after", "instance_url", "omit_access_token", "request_error_code",
+                 *BULK_INT_FIELDS, *BULK_BOOL_FIELDS)
 
 
 def _read_seed(spec: str) -> tuple[str, list[dict[str, Any]]]:

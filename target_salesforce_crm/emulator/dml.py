@@ -135,7 +135,17 @@ def _write_faults(org: Org, prep: Prepared) -> list[Error]:
 
 
 def _refuse_poison(org: Org, records: list[Any]) -> None:
-    """The `poison_values` fault: a body with a poisoned string value is refused whole."""
+    """The `poison_values` fault: a body with a poisoned string value is refused whole; the
+    `request_error_code` fault: every body is, quoting one of its values."""
+    code = org.faults.request_error_code
+    if code:
+        org.note_fault("request_error")
+        texts = [value for record in records if isinstance(record, dict)
+                 for name, value in record.items()
+                 if isinstance(value, str) and name.lower() != "id"]
+        quoted = texts[0][:255] if texts else ""
+        raise RequestError(400, code, f"Unable to process the request: value '{quoted}' cannot "
+                                      "be written by this integration user")
     poison = org.faults.poison_values
     if not poison:
         return

@@ -24,7 +24,9 @@ class FaultSettings:
     The rest are deterministic: `poison_values` (a collections body with a string
     field value containing one of them is refused whole with a 400), `lock_forever_ids`
     (records always UNABLE_TO_LOCK_ROW), `storage_full_after` (record writes left
-    before every write fails STORAGE_LIMIT_EXCEEDED; None = no limit), and the token
+    before every write fails STORAGE_LIMIT_EXCEEDED; None = no limit), `request_error_code`
+    (every collections call is refused whole with a 400 of that code, its message quoting
+    the first record's first text value, as Salesforce's messages may), and the token
     response's `instance_url` override and `omit_access_token`. The `bulk_*` settings
     steer Bulk API 2.0 ingest (rate, a failing job, the batch allowance, result order).
     """
@@ -45,6 +47,7 @@ class FaultSettings:
     storage_full_after: int | None = None
     instance_url: str | None = None
     omit_access_token: bool = False
+    request_error_code: str | None = None
     bulk_rows_per_second: int = 0  # Bulk ingest processing rate; 0 = as fast as it goes
     bulk_fail_after_batches: int = 0  # fail each Bulk job after this many batches; 0 = never
     bulk_batches_remaining: int = BULK_BATCH_ALLOCATION  # DailyBulkApiBatches left (set = reset)
@@ -129,5 +132,6 @@ def _flag(name: str, value: Any) -> bool:
 _SPECIAL_CHECKS = {
     "random_seed": _seed, "poison_values": _strings, "lock_forever_ids": _ids,
     "storage_full_after": _optional_int, "instance_url": _optional_text,
-    "omit_access_token": _flag, "bulk_shuffle_results": _flag,
+    "omit_access_token": _flag, "request_error_code": _optional_text,
+    "bulk_shuffle_results": _flag,
 }

@@ -20,7 +20,7 @@ from .schema import FieldSpec, SObjectSchema
 from .values import Error, record_error
 
 FAULT_KINDS = ("latency", "drop", "html_503", "http_503", "http_500", "lock", "token_expired",
-               "concurrency_limit", "daily_limit", "poison", "storage_full")
+               "concurrency_limit", "daily_limit", "poison", "storage_full", "request_error")
 
 
 def timestamp() -> str:
