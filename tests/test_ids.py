@@ -156,3 +156,26 @@ def test_fifteen_character_ids_are_case_sensitive_for_the_prefix() -> None:
     assert record_id is None
     assert problem is not None
     assert problem.code == "WRONG_OBJECT_ID"
+
+
+# --------------------------------------------------------------------------- any case of 18 chars
+
+
+@pytest.mark.parametrize(
+    "given",
+    ["003dN0000000005IAA", "003dn0000000005iaa", "003DN0000000005IAA", "003Dn0000000005iAa"],
+)
+def test_eighteen_character_id_in_any_case_restored_from_its_suffix(given: str) -> None:
+    # IAA: only the 4th character (D) is upper case, whatever case the Id was written in
+    assert normalize_id(given, "Contact") == ("003Dn0000000005IAA", None)
+
+
+def test_swapped_case_of_a_mixed_case_id_is_the_same_record() -> None:
+    assert normalize_id(CONTACT_18.swapcase(), "Contact") == (CONTACT_18, None)
+
+
+def test_fifteen_character_id_keeps_the_case_it_was_given() -> None:
+    upper, lower = normalize_id("003DN0000000005", "Contact"), normalize_id("003dn0000000005",
+                                                                             "Contact")
+    assert upper == ("003DN0000000005YAA", None)
+    assert lower == ("003dn0000000005AAA", None)

@@ -43,7 +43,8 @@ def checksum(id15: str) -> str:
 
 
 def _restore_case(id18: str) -> str | None:
-    """Rebuild the case of the first 15 characters from the checksum; None if inconsistent."""
+    """Rebuild the case of the first 15 characters from the checksum, whatever case they were
+    given in; None when the checksum marks a digit as upper case (no Id has that suffix)."""
     restored = []
     for chunk, suffix_char in enumerate(id18[15:].upper()):
         bits = _CHECKSUM_ALPHABET.index(suffix_char)
@@ -71,11 +72,9 @@ def normalize_id(value: object, object_type: str) -> tuple[str | None, IdProblem
     if len(candidate) == 18 and checksum(candidate[:15]) == candidate[15:]:
         pass  # the Id exactly as Salesforce issued it: the usual case, and the cheapest
     elif len(candidate) == 18:
-        head = candidate[:15]
-        mixed_case = head != head.upper() and head != head.lower()
-        # a mixed-case Id keeps its case and must match its checksum exactly
-        restored = head + candidate[15:].upper() if mixed_case else _restore_case(candidate)
-        if restored is None or checksum(restored[:15]) != restored[15:]:
+        # any case is the same record: the suffix (read case-insensitively) gives the case
+        restored = _restore_case(candidate)
+        if restored is None:
             return None, IdProblem("MALFORMED_ID", "the 18-character Id has a wrong checksum")
         candidate = restored
     else:
