@@ -289,7 +289,10 @@ class RecordMapper:
     def _serialize(self, spec: FieldSpec, value: Any) -> Any:
         kind = spec.type
         if kind == "multipicklist" and isinstance(value, list):
+            for item in value:
+                _refuse_non_finite(spec, item)
             value = ";".join(_as_text(item) for item in value)
+        _refuse_non_finite(spec, value)
         if isinstance(value, (dict, list)):
             raise RecordRejected(
                 Rejection(
@@ -345,6 +348,22 @@ class RecordMapper:
             return text
 
         return fit
+
+
+def _refuse_non_finite(spec: FieldSpec, value: Any) -> None:
+    """NaN and ±Infinity (read from NaN/Infinity input) are no value in Salesforce, not even
+    as text: "nan" in a Phone field would be data nobody sent."""
+    if isinstance(value, float):
+        finite, infinite = math.isfinite(value), math.isinf(value)
+    elif isinstance(value, decimal.Decimal):
+        finite, infinite = value.is_finite(), value.is_infinite()
+    else:
+        return
+    if not finite:
+        what = "an infinite number" if infinite else "NaN"
+        raise RecordRejected(Rejection(
+            "INVALID_FIELD_VALUE", f"{spec.name} holds {what}, which Salesforce cannot store",
+            (spec.name,)))
 
 
 def _as_text(value: Any) -> str:

@@ -332,6 +332,36 @@ def test_not_a_number_rejected(value: Any) -> None:
     assert rejection.code == "INVALID_FIELD_VALUE"
 
 
+NON_FINITE = [float("nan"), float("inf"), float("-inf"), decimal.Decimal("NaN"),
+              decimal.Decimal("sNaN"), decimal.Decimal("Infinity"), decimal.Decimal("-Infinity")]
+
+
+@pytest.mark.parametrize("value", NON_FINITE, ids=str)
+@pytest.mark.parametrize(
+    ("key", "field"),
+    [("title", "Title"), ("desc", "Description"), ("score", "Score__c"),
+     ("visits", "Visits__c"), ("opt", "Opt_In__c"), ("birth", "Birthdate"),
+     ("seen", "Last_Seen__c")],
+)
+def test_nan_and_infinity_rejected_for_every_field_type(value: Any, key: str, field: str) -> None:
+    rejection = rejection_of(typed_mapper(), {"crmID": CONTACT_15, "v": {key: value}})
+    assert rejection.code == "INVALID_FIELD_VALUE"
+    assert rejection.fields == (field,)
+    assert field in rejection.message
+
+
+def test_nan_in_a_multipicklist_list_rejected() -> None:
+    m = mapper(field_mappings=mapping(("tags", "Interests__c")))
+    rejection = rejection_of(m, profile(tags=["a", float("inf")]))
+    assert (rejection.code, rejection.fields) == ("INVALID_FIELD_VALUE", ("Interests__c",))
+
+
+def test_nan_text_and_finite_numbers_into_text_stay_text() -> None:
+    assert typed(title="NaN")["Title"] == "NaN"  # the word is text someone wrote
+    assert typed(title=decimal.Decimal("1.50"))["Title"] == "1.50"
+    assert typed(title=2.5)["Title"] == "2.5"
+
+
 def test_booleans() -> None:
     assert typed(opt=True)["Opt_In__c"] is True
     assert typed(opt="FALSE")["Opt_In__c"] is False

@@ -28,3 +28,35 @@ def test_eighteen_character_ids_in_any_case_land_and_merge(emulator, tmp_path):
     assert (second["FirstName"], second["Seg_Loyal__c"]) == ("First1", "realized")
     assert emulator.stats()["collections_records"] == 2
     assert run.report["streams"]["contacts"]["merged_duplicates"] == 1
+
+
+def _loose_schema() -> dict:
+    return {"type": "object", "additionalProperties": True, "properties": {}}
+
+
+def test_nan_and_infinity_are_rejected_not_stored_as_text(emulator, tmp_path):
+    """NaN/Infinity input lines are read (the stdlib fallback accepts them) but are no value:
+    the record is dead-lettered naming the field, the others land."""
+    ids = seed_contacts(emulator, 4)
+    records = [{"crmID": ids[0], "phone": float("nan"), "title": "CEO"},
+               {"crmID": ids[1], "title": float("inf")},
+               {"crmID": ids[2], "title": float("-inf")},
+               {"crmID": ids[3], "phone": "+1 555 0100", "title": "CFO"}]
+    config = base_config(emulator, tmp_path, field_mappings=[
+        {"source": "phone", "target": "Phone"}, {"source": "title", "target": "Title"}])
+    lines = singer_lines("contacts", records, schema=_loose_schema())
+    assert "NaN" in lines and "-Infinity" in lines  # what a tap writing float('nan') sends
+    run = run_target(config, lines, tmp_path)
+
+    assert run.returncode == 0, run.stderr
+    assert run.states == [{"offset": 4}]
+    rejected = {r["id"]: r for r in run.rejected}
+    assert set(rejected) == set(ids[:3])
+    assert {r["error_code"] for r in run.rejected} == {"INVALID_FIELD_VALUE"}
+    assert (rejected[ids[0]]["fields"], rejected[ids[1]]["fields"]) == (["Phone"], ["Title"])
+    assert "Phone" in rejected[ids[0]]["message"]
+    for record_id in ids[:3]:
+        stored = emulator.get("Contact", record_id)
+        assert stored.get("Phone") is None and stored.get("Title") is None
+    stored = emulator.get("Contact", ids[3])
+    assert (stored["Phone"], stored["Title"]) == ("+1 555 0100", "CFO")
