@@ -332,22 +332,42 @@ class RecordMapper:
                 raise RecordRejected(Rejection(
                     "INVALID_EMAIL_ADDRESS", f"{spec.name} is not a valid email address",
                     (spec.name,)))
-            if not text.isascii() and _SURROGATE.search(text):
+            plain = text.isascii()
+            if not plain and _SURROGATE.search(text):
                 raise RecordRejected(Rejection(
                     "INVALID_FIELD_VALUE",
                     f"{spec.name} holds text that is not valid Unicode (a lone surrogate)",
                     (spec.name,)))
-            if length and len(text) > length:
+            # a character is 1 or 2 UTF-16 units: count them only when the text may not fit
+            if length and len(text) > (length if plain else length // 2):
+                size = len(text) if plain else _utf16_length(text)
+                if size <= length:
+                    return text
                 if truncate:
                     truncated[spec.name] = truncated.get(spec.name, 0) + 1
-                    return text[:length]
+                    return text[:length] if plain else _cut_utf16(text, length)
                 raise RecordRejected(Rejection(
                     "STRING_TOO_LONG",
-                    f"{spec.name} holds {len(text)} characters; the field allows {length}",
+                    f"{spec.name} holds {size} characters (UTF-16 units, as Salesforce counts "
+                    f"them); the field allows {length}",
                     (spec.name,)))
             return text
 
         return fit
+
+
+def _utf16_length(text: str) -> int:
+    """Length as Salesforce counts it: an emoji or another character beyond the Basic
+    Multilingual Plane is a surrogate pair, two units."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _cut_utf16(text: str, units: int) -> str:
+    """The longest prefix of at most ``units`` UTF-16 units, never half a surrogate pair."""
+    encoded = text.encode("utf-16-le")[: 2 * units]
+    if encoded and 0xD8 <= encoded[-1] <= 0xDB:  # a high surrogate whose pair was cut off
+        encoded = encoded[:-2]
+    return encoded.decode("utf-16-le")
 
 
 def _refuse_non_finite(spec: FieldSpec, value: Any) -> None:

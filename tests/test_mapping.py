@@ -462,6 +462,45 @@ def test_reject_policy_rejects_over_long_strings() -> None:
     assert m.truncated == {}
 
 
+EMOJI = "\U0001f600"  # one character, a surrogate pair: two UTF-16 units for Salesforce
+CJK_B = "\U00020000"  # CJK Extension B: also beyond the Basic Multilingual Plane
+
+
+def first_name_after(name: str, policy: str = "truncate") -> str:
+    record = profile()
+    record["person"]["name"]["firstName"] = name
+    return str(mapper(string_overflow=policy).map(record).payload["FirstName"])
+
+
+@pytest.mark.parametrize("policy", ["truncate", "reject"])
+def test_surrogate_pairs_exactly_at_the_length_are_kept(policy: str) -> None:
+    assert first_name_after(EMOJI * 20, policy) == EMOJI * 20  # 40 units in 40
+    assert first_name_after("a" * 38 + CJK_B, policy) == "a" * 38 + CJK_B
+    assert first_name_after("é" * 40, policy) == "é" * 40  # in the BMP: one unit each
+
+
+@pytest.mark.parametrize(
+    ("name", "kept"),
+    [("a" * 39 + EMOJI, "a" * 39),  # 41 units: the pair is not cut in half, it is dropped
+     (EMOJI * 21, EMOJI * 20),
+     ("é" * 30 + EMOJI * 6, "é" * 30 + EMOJI * 5),
+     ("a" * 39 + EMOJI + "b", "a" * 39),
+     ("a" * 39 + "éb", "a" * 39 + "é")],
+)
+def test_truncate_counts_utf16_units_and_never_splits_a_pair(name: str, kept: str) -> None:
+    assert first_name_after(name) == kept
+    assert len(kept.encode("utf-16-le")) // 2 <= 40
+
+
+@pytest.mark.parametrize("name", ["a" * 39 + EMOJI, EMOJI * 21, CJK_B * 21])
+def test_reject_counts_utf16_units(name: str) -> None:
+    record = profile()
+    record["person"]["name"]["firstName"] = name
+    rejection = rejection_of(mapper(string_overflow="reject"), record)
+    assert (rejection.code, rejection.fields) == ("STRING_TOO_LONG", ("FirstName",))
+    assert str(len(name.encode("utf-16-le")) // 2) in rejection.message
+
+
 @pytest.mark.parametrize("policy", ["truncate", "reject"])
 def test_emails_are_never_truncated(policy: str) -> None:
     long_email = "a" * 70 + "@example.com"  # 82 characters > 80

@@ -60,3 +60,43 @@ def test_nan_and_infinity_are_rejected_not_stored_as_text(emulator, tmp_path):
         assert stored.get("Phone") is None and stored.get("Title") is None
     stored = emulator.get("Contact", ids[3])
     assert (stored["Phone"], stored["Title"]) == ("+1 555 0100", "CFO")
+
+
+EMOJI = "\U0001f600"  # a surrogate pair: Salesforce counts it as 2 characters
+
+
+def _names_near_the_limit(ids: list[str]) -> list[dict]:
+    """FirstName allows 40: 39 + an emoji is 41 units (the emoji must go whole), 20 emoji are
+    exactly 40, 38 + an emoji + 1 is 41 (the emoji stays, the last letter goes)."""
+    names = ["a" * 39 + EMOJI, EMOJI * 20, "b" * 38 + EMOJI + "c", "é" * 40]
+    return [{"crmID": record_id, "person": {"name": {"firstName": name}}}
+            for record_id, name in zip(ids, names, strict=True)]
+
+
+def test_truncate_counts_utf16_units_and_lands_every_record(emulator, tmp_path):
+    ids = seed_contacts(emulator, 4)
+    run = run_target(base_config(emulator, tmp_path),
+                     singer_lines("contacts", _names_near_the_limit(ids),
+                                  schema=_loose_schema()), tmp_path)
+
+    assert run.returncode == 0, run.stderr
+    assert run.rejected == []
+    assert run.states == [{"offset": 4}]
+    assert [emulator.get("Contact", i)["FirstName"] for i in ids] == [
+        "a" * 39, EMOJI * 20, "b" * 38 + EMOJI, "é" * 40]
+    assert run.report["streams"]["contacts"]["updated"] == 4
+
+
+def test_reject_counts_utf16_units_client_side(emulator, tmp_path):
+    ids = seed_contacts(emulator, 4)
+    config = base_config(emulator, tmp_path, string_overflow="reject")
+    run = run_target(config, singer_lines("contacts", _names_near_the_limit(ids),
+                                          schema=_loose_schema()), tmp_path)
+
+    assert run.returncode == 0, run.stderr
+    assert run.states == [{"offset": 4}]
+    assert sorted((r["id"], r["error_code"], r["origin"], tuple(r["fields"]))
+                  for r in run.rejected) == sorted(
+        (i, "STRING_TOO_LONG", "client", ("FirstName",)) for i in (ids[0], ids[2]))
+    assert [emulator.get("Contact", i)["FirstName"] for i in ids] == [
+        "Before", EMOJI * 20, "Before", "é" * 40]
