@@ -30,6 +30,7 @@ CHECKBOX_VALUES = {"realized": True, "existing": True, "exited": False}
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
                     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_KEY_TYPES = frozenset({"id", "reference"})  # their values are record Ids
 
 class Path:
     """A source path: tried as one literal key first, then walked through nested objects, then
@@ -324,7 +325,10 @@ class RecordMapper:
     def _new_fitter(self, spec: FieldSpec) -> Callable[[str], str]:
         email = spec.type == "email"
         length = spec.length
-        truncate = self.truncate and not email
+        # a cut key is another key: two records would merge, or one would update a stranger
+        key = spec.external_id or spec.type in _KEY_TYPES
+        truncate = self.truncate and not email and not key
+        never_cut = "; a key is never truncated" if key and self.truncate else ""
         truncated = self.truncated
 
         def fit(text: str) -> str:
@@ -349,7 +353,7 @@ class RecordMapper:
                 raise RecordRejected(Rejection(
                     "STRING_TOO_LONG",
                     f"{spec.name} holds {size} characters (UTF-16 units, as Salesforce counts "
-                    f"them); the field allows {length}",
+                    f"them); the field allows {length}{never_cut}",
                     (spec.name,)))
             return text
 

@@ -719,6 +719,31 @@ def test_upsert_defaulted_and_nillable_fields_are_not_required() -> None:
     assert "OwnerId" not in mapped.payload
 
 
+@pytest.mark.parametrize("policy", ["truncate", "reject"])
+def test_over_long_external_ids_are_rejected_never_truncated(policy: str) -> None:
+    m = upsert_mapper(string_overflow=policy)
+    shared = "K" * 50  # Ext_Id__c allows 50
+    for external_id in (shared + "1", shared + "2"):
+        rejection = rejection_of(m, profile(externalId=external_id))
+        assert (rejection.code, rejection.fields) == ("STRING_TOO_LONG", ("Ext_Id__c",))
+        assert shared not in rejection.message
+    assert m.truncated == {}
+    assert m.map(profile(externalId=shared)).key == shared.lower()  # at the limit: kept
+
+
+@pytest.mark.parametrize(
+    ("source", "field", "value"),
+    [("ext", "Ext_Id__c", "E" * 51), ("owner", "OwnerId", "005" + "0" * 16)],
+)
+def test_key_fields_are_never_truncated_in_field_mappings(source: str, field: str,
+                                                          value: str) -> None:
+    m = mapper(field_mappings=mapping((source, field), ("title", "Title")))
+    rejection = rejection_of(m, profile(**{source: value, "title": "T" * 200}))
+    assert (rejection.code, rejection.fields) == ("STRING_TOO_LONG", (field,))
+    assert "never truncated" in rejection.message
+    assert m.map(profile(title="T" * 200)).payload["Title"] == "T" * 128  # others still are
+
+
 def test_upsert_ignores_the_salesforce_id() -> None:
     mapped = upsert_mapper().map(profile(externalId="CUST-1", crmID="garbage"))
     assert "id" not in mapped.payload

@@ -100,3 +100,26 @@ def test_reject_counts_utf16_units_client_side(emulator, tmp_path):
         (i, "STRING_TOO_LONG", "client", ("FirstName",)) for i in (ids[0], ids[2]))
     assert [emulator.get("Contact", i)["FirstName"] for i in ids] == [
         "Before", EMOJI * 20, "Before", "é" * 40]
+
+
+def test_over_long_external_ids_are_rejected_not_truncated_and_merged(emulator, tmp_path):
+    """Two 256-character external ids that share their first 255 are two customers: cutting
+    them to the field's 255 would merge them into one Contact. Both are refused instead."""
+    shared = "K" * 255
+    records = []
+    for n, key in enumerate([shared + "1", shared + "2", "CUST-3"]):
+        record = profile(None, n)
+        record["customerId"] = key
+        records.append(record)
+    config = base_config(emulator, tmp_path, operation="upsert",
+                         external_id_field="External_Id__c", external_id_source="customerId")
+    run = run_target(config, singer_lines("customers", records), tmp_path)
+
+    assert run.returncode == 0, run.stderr
+    assert run.states == [{"offset": 3}]
+    assert [(r["error_code"], r["origin"], r["fields"]) for r in run.rejected] == [
+        ("STRING_TOO_LONG", "client", ["External_Id__c"])] * 2
+    assert [r["record"]["customerId"] for r in run.rejected] == [shared + "1", shared + "2"]
+    stored = emulator.records("Contact")
+    assert [(r["External_Id__c"], r["LastName"]) for r in stored] == [("CUST-3", "Last2")]
+    assert emulator.stats()["collections_records"] == 1
