@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from target_salesforce_crm.paths import Flattening, Path, json_list, json_object
 from target_salesforce_crm.rejections import RecordRejected, Rejection
 from target_salesforce_crm.salesforce.describe import (
     INTEGER_TYPES,
@@ -25,45 +26,11 @@ from target_salesforce_crm.salesforce.describe import (
 from target_salesforce_crm.salesforce.ids import normalize_id
 from target_salesforce_crm.settings import SEGMENT_STATUSES, Settings
 
-_MISSING = object()
 CHECKBOX_VALUES = {"realized": True, "existing": True, "exited": False}
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
                     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _KEY_TYPES = frozenset({"id", "reference"})  # their values are record Ids
-
-class Path:
-    """A source path: tried as one literal key first, then walked through nested objects, then
-    as the flattened key (``a__b__c``). ``get`` is built once per path: it runs per record."""
-
-    __slots__ = ("flat", "get", "parts", "text")
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.parts = tuple(text.split("."))
-        self.flat = "__".join(self.parts)
-        self.get: Callable[[dict[str, Any]], Any] = self._getter()
-
-    def _getter(self) -> Callable[[dict[str, Any]], Any]:
-        text, parts, flat = self.text, self.parts, self.flat
-        if len(parts) == 1:
-            def get_key(record: dict[str, Any]) -> Any:
-                return record.get(text)
-
-            return get_key
-
-        def get_path(record: dict[str, Any]) -> Any:
-            value = record.get(text, _MISSING)
-            if value is not _MISSING:
-                return value
-            node: Any = record
-            for part in parts:
-                node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
-                if node is _MISSING:
-                    return record.get(flat)
-            return node
-
-        return get_path
 
 
 @dataclass(frozen=True)
@@ -86,14 +53,17 @@ class RecordMapper:
     """Maps records of one stream to payloads for one Salesforce object."""
 
     def __init__(
-        self, settings: Settings, object_type: str, fields: dict[str, FieldSpec]
+        self, settings: Settings, object_type: str, fields: dict[str, FieldSpec],
+        flattening: Flattening | None = None,
     ) -> None:
+        """``flattening``: how the SDK flattened the records (None: it did not)."""
         self.object_type = object_type
+        self.flattening = flattening
         self.upsert = settings.operation == "upsert"
         self.truncate = settings.string_overflow == "truncate"
         self.truncated: dict[str, int] = {}
         self._fitters: dict[str, Callable[[str], str]] = {}
-        self.id_path = Path(settings.id_source)
+        self.id_path = Path(settings.id_source, flattening)
         self.external_id: MappedField | None = None
         if self.upsert and settings.external_id_field and settings.external_id_source:
             self.external_id = self._mapped_field(
@@ -104,13 +74,13 @@ class RecordMapper:
             self._mapped_field(m.source, fields[m.target.lower()])
             for m in settings.mappings_for(object_type)
         )
-        self.membership_path = Path(settings.segment_membership_path)
+        self.membership_path = Path(settings.segment_membership_path, flattening)
         self.status_values = settings.segment_status_values
         self.segments = tuple(
             (
                 m.segment_id,
                 fields[m.mapping_id.lower()],
-                Path(f"{settings.segment_membership_path}.{m.segment_id}.status"),
+                Path(f"{settings.segment_membership_path}.{m.segment_id}.status", flattening),
             )
             for m in settings.field_segments
         )
@@ -120,7 +90,8 @@ class RecordMapper:
             for segment_id, spec, status_path in self.segments
         )
         self.campaign_segments = tuple(
-            (m.segment_id, Path(f"{settings.segment_membership_path}.{m.segment_id}.status"))
+            (m.segment_id,
+             Path(f"{settings.segment_membership_path}.{m.segment_id}.status", flattening))
             for m in settings.campaign_segments
         )
         self.required_on_create = tuple(
@@ -181,7 +152,7 @@ class RecordMapper:
     def _map_segments(self, record: dict[str, Any], payload: dict[str, Any]) -> None:
         if not self.segments:
             return
-        memberships = self.membership_path.get(record)
+        memberships = self._memberships(record)
         for segment_id, spec, status_path, fit in self._segment_plan:
             if isinstance(memberships, dict):
                 entry = memberships.get(segment_id)
@@ -200,11 +171,19 @@ class RecordMapper:
                 )
             payload[spec.name] = fit(status)
 
+    def _memberships(self, record: dict[str, Any]) -> Any:
+        """The memberships object; None (or another non-object) sends each segment to its own
+        status path, which also finds statuses flattened into separate keys."""
+        memberships = self.membership_path.get(record)
+        if memberships.__class__ is str and self.flattening:  # flattened into JSON text
+            return json_object(memberships)
+        return memberships
+
     def memberships(self, record: dict[str, Any]) -> dict[str, str] | None:
         """Campaign segments: the status each should hold (translated), by segment id."""
         if not self.campaign_segments:
             return None
-        memberships = self.membership_path.get(record)
+        memberships = self._memberships(record)
         found = {}
         for segment_id, status_path in self.campaign_segments:
             if isinstance(memberships, dict):
@@ -274,10 +253,17 @@ class RecordMapper:
         )
 
     def _mapped_field(self, source: str, spec: FieldSpec) -> MappedField:
-        return MappedField(Path(source), spec, self._converter(spec))
+        return MappedField(Path(source, self.flattening), spec, self._converter(spec))
 
     def _converter(self, spec: FieldSpec) -> Callable[[Any], Any]:
         """The per-record conversion for one field, decided once from its describe type."""
+        if spec.type == "multipicklist" and self.flattening:
+            def listed(value: Any) -> Any:  # the SDK turned the list into JSON text
+                if value.__class__ is str and value.startswith("["):
+                    value = json_list(value)
+                return self._serialize(spec, value)
+
+            return listed
         if spec.type not in TEXT_TYPES or spec.type == "multipicklist":
             return functools.partial(self._serialize, spec)
         fit = self._fitter(spec)

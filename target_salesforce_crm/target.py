@@ -21,6 +21,7 @@ from singer_sdk.sinks import Sink
 from singer_sdk.target_base import Target
 
 from target_salesforce_crm.config_schema import CONFIG_SCHEMA
+from target_salesforce_crm.paths import Flattening, flattening_problems
 from target_salesforce_crm.reader import QuietSingerReader
 from target_salesforce_crm.redaction import SecretFilter, mask_config_secrets
 from target_salesforce_crm.runtime import Runtime, collect_garbage_rarely
@@ -82,12 +83,14 @@ class TargetSalesforceCRM(Target):
         config = dict(self.config)
         errors = super()._validate_config(raise_errors=False)
         try:
-            parse_settings(config)
+            settings = parse_settings(config)
         except SettingsError as exc:
             errors = errors + exc.problems
         except (TypeError, ValueError):
             if not errors:
                 raise
+        else:  # paths that the SDK's flattening would hide from the mapping
+            errors = errors + flattening_problems(settings, Flattening.from_config(config))
         errors = [mask_config_secrets(error, config) for error in errors]
         if errors and raise_errors:
             _report_config_failure(config, errors)

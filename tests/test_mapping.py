@@ -11,8 +11,14 @@ import json
 from typing import Any
 
 import pytest
+from singer_sdk.helpers._flattening import (  # the SDK's own flattening, to map its output
+    flatten_key,
+    flatten_record,
+    flatten_schema,
+)
 
 from target_salesforce_crm.mapping import Path, RecordMapper
+from target_salesforce_crm.paths import Flattening, flattening_problems
 from target_salesforce_crm.preflight import check_fields
 from target_salesforce_crm.rejections import RecordRejected, Rejection
 from target_salesforce_crm.salesforce.describe import FieldSpec
@@ -635,6 +641,87 @@ def test_flattened_membership_status_is_found() -> None:
     m = mapper(segment_mappings=SEGMENTS)
     record = profile(**{"segmentMembership__ups__seg-a__status": "realized"})
     assert m.map(record).payload["Seg_A__c"] == "realized"
+
+
+# --------------------------------------------------------------------------- SDK flattening
+
+
+def flattened(record: dict[str, Any], depth: int, separator: str = "__") -> dict[str, Any]:
+    """``record`` as the SDK hands it to the sink with flattening on (no schema for its
+    nested keys: flattened down to ``depth``, JSON text below)."""
+    schema = {"type": "object", "properties": {"crmID": {"type": "string"}}}
+    return flatten_record(record, flatten_schema(schema, depth, separator), depth, separator)
+
+
+def flat_mapper(depth: int, separator: str = "__", **overrides: Any) -> RecordMapper:
+    settings = make_settings(**overrides)
+    fields = check_fields(settings, "Contact", describe())
+    return RecordMapper(settings, "Contact", fields,
+                        Flattening(separator=separator, max_depth=depth, max_key_length=255))
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 4])
+@pytest.mark.parametrize("separator", ["__", "~", "."])
+def test_flattened_records_map_as_the_nested_ones(depth: int, separator: str) -> None:
+    config: dict[str, Any] = {
+        "segment_mappings": SEGMENTS,
+        "field_mappings": mapping(("person.name.lastName", "LastName"),
+                                  ("personalEmail.address", "Email"), ("v.score", "Score__c"),
+                                  ("v.tags", "Interests__c"), ("v.deep.er.title", "Title")),
+    }
+    record = profile(segmentMembership={"ups": {
+        "seg-a": {"status": "realized", "lastQualificationTime": "2024-01-01T00:00:00Z"},
+        "seg-b": {"status": "exited"}}},
+        v={"score": decimal.Decimal("2.50"), "tags": ["x", "y"], "deep": {"er": {"title": "T"}}})
+    expected = mapper(**config).map(record).payload
+    assert expected["Seg_A__c"] == "realized" and expected["Interests__c"] == "x;y"
+    flat = flattened(record, depth, separator)
+    assert flat_mapper(depth, separator, **config).map(flat).payload == expected
+
+
+def test_flattened_json_text_is_decoded_only_where_the_path_continues() -> None:
+    m = flat_mapper(1, field_mappings=mapping(("note", "Title"), ("a.b", "Description")))
+    payload = m.map({"crmID": CONTACT_15, "note": '{"b": 1}', "a": '{"b": "inner"}'}).payload
+    assert (payload["Title"], payload["Description"]) == ('{"b": 1}', "inner")
+    assert "Description" not in m.map({"crmID": CONTACT_15, "a": "{not json"}).payload
+
+
+def test_flattening_still_reads_a_taps_own_double_underscore_keys() -> None:
+    m = flat_mapper(1, separator="~", segment_mappings=SEGMENTS)
+    record = profile(**{"segmentMembership__ups__seg-a__status": "existing"})
+    assert m.map(record).payload["Seg_A__c"] == "existing"
+
+
+def test_flattening_from_config_follows_the_sdk() -> None:
+    assert Flattening.from_config({}) is None
+    assert Flattening.from_config({"flattening_enabled": True, "flattening_max_depth": 0}) is None
+    assert Flattening.from_config({"flattening_enabled": False, "flattening_max_depth": 3}) is None
+    assert Flattening.from_config({"flattening_enabled": True, "flattening_max_depth": 3}) == (
+        Flattening(separator="__", max_depth=3, max_key_length=255))
+    assert Flattening.from_config({
+        "flattening_enabled": True, "flattening_max_depth": 2, "flattening_separator": ".",
+        "flattening_max_key_length": 40}) == Flattening(".", 2, 40)
+
+
+@pytest.mark.parametrize("max_key_length", [20, 21, 22, 60])
+def test_a_key_the_sdk_would_shorten_is_named(max_key_length: int) -> None:
+    flattening = Flattening("__", 5, max_key_length)
+    parts = ("person", "name", "lastName")  # person__name__lastName: 22 characters
+    sdk_key = flatten_key(parts[-1], list(parts[:-1]), "__", max_key_length=max_key_length)
+    shortened = flattening.shortened_key(parts)
+    assert (shortened is not None) == (sdk_key != "person__name__lastName")
+
+
+def test_flattening_problems_name_each_unreadable_path() -> None:
+    settings = make_settings(segment_mappings=SEGMENTS)
+    assert flattening_problems(settings, None) == []
+    assert flattening_problems(settings, Flattening("__", 10, 255)) == []
+    problems = flattening_problems(settings, Flattening("__", 10, 30))
+    assert len(problems) == 2  # the two segment paths; the others are shorter
+    assert "segmentMembership.ups.seg-a.status" in problems[0]
+    assert "segmentMembership__ups__seg-a__status" in problems[0]
+    assert "flattening_max_key_length 30" in problems[0]
+    assert flattening_problems(settings, Flattening("__", 1, 30)) == []  # keys stop higher up
 
 
 def test_non_string_status_rejected() -> None:

@@ -3,7 +3,20 @@ lengths counted in UTF-16 units, NaN/Infinity refused, 18-character Ids in any c
 
 from __future__ import annotations
 
-from conftest import base_config, profile, run_target, seed_contacts, singer_lines
+from pathlib import Path
+
+import pytest
+from conftest import (
+    PROFILE_SCHEMA,
+    SEGMENT_FIELDS,
+    base_config,
+    profile,
+    run_target,
+    seed_contacts,
+    singer_lines,
+)
+
+from target_salesforce_crm.emulator import Emulator
 
 
 def test_eighteen_character_ids_in_any_case_land_and_merge(emulator, tmp_path):
@@ -123,3 +136,121 @@ def test_over_long_external_ids_are_rejected_not_truncated_and_merged(emulator, 
     stored = emulator.records("Contact")
     assert [(r["External_Id__c"], r["LastName"]) for r in stored] == [("CUST-3", "Last2")]
     assert emulator.stats()["collections_records"] == 1
+
+
+# --------------------------------------------------------------------------- flattening
+
+FLAT_FIELDS = [
+    {"source": "person.name.lastName", "target": "LastName"},
+    {"source": "person.name.firstName", "target": "FirstName"},
+    {"source": "personalEmail.address", "target": "Email"},
+    {"source": "work.role.title", "target": "Title"},
+    {"source": "work.phones.office", "target": "Phone"},
+    {"source": "scores.loyalty", "target": "Loyalty_Score__c"},
+]
+_LOOSE = {"type": ["object", "null"], "additionalProperties": True}
+# every object declared without properties: the SDK turns each into JSON text at the top
+SCHEMA_OPAQUE = {"type": "object", "properties": {
+    **PROFILE_SCHEMA["properties"], "work": _LOOSE, "scores": _LOOSE}}
+# names declared down to the leaves, memberships as an open object
+SCHEMA_DECLARED = {"type": "object", "properties": {
+    "crmID": {"type": ["string", "null"]},
+    "person": {"type": "object", "properties": {"name": {"type": "object", "properties": {
+        "firstName": {"type": ["string", "null"]}, "lastName": {"type": ["string", "null"]}}}}},
+    "personalEmail": {"type": "object", "properties": {"address": {"type": "string"}}},
+    "segmentMembership": {"type": "object", "properties": {"ups": _LOOSE}},
+}}
+# nothing but the Id declared: every nested key is flattened down to the depth limit
+SCHEMA_BARE = {"type": "object", "properties": {"crmID": {"type": ["string", "null"]}}}
+
+
+def _flattening_input(ids: list[str]) -> list[dict]:
+    records = [profile(ids[0], 0, seg_loyal="realized", seg_churn="existing"),
+               profile(ids[1], 1, seg_loyal="exited", seg_news="realized"),
+               profile(ids[2], 2),  # no memberships: the segment fields are kept
+               {"crmID": ids[3], "person": {"name": {"firstName": "Only"}},
+                "segmentMembership": {"ups": {"seg-news": {"status": "existing"}}}},
+               profile(ids[4], 4, seg_churn="realized"),
+               profile("003-not-an-id", 5, seg_loyal="realized")]
+    records[0]["work"] = {"role": {"title": "CTO"}, "phones": {"office": "+1 555 0100"}}
+    records[0]["scores"] = {"loyalty": 12.75}  # read as a Decimal, inside JSON text or not
+    records[1]["work"] = {"role": {"title": None}}
+    records[1]["scores"] = {"loyalty": 3}
+    records[4]["personalEmail"] = {"address": "not an email"}
+    return records
+
+
+def _run_into_a_fresh_org(tmp_path: Path, name: str, schema: dict, **settings: object):
+    """The flattening input into its own emulator: (run, stored Contacts without the
+    timestamps that differ between orgs)."""
+    work = tmp_path / name
+    work.mkdir()
+    emu = Emulator(segment_fields=SEGMENT_FIELDS, random_seed=7).start()
+    try:
+        ids = seed_contacts(emu, 5)
+        config = base_config(emu, work, field_mappings=FLAT_FIELDS, **settings)
+        lines = singer_lines("contacts", _flattening_input(ids), schema=schema)
+        run = run_target(config, lines, work)
+        stored = [{k: v for k, v in record.items() if not k.endswith("Date")}
+                  for record in sorted(emu.records("Contact"), key=lambda r: r["Id"])]
+        return run, stored
+    finally:
+        emu.stop()
+
+
+@pytest.fixture(scope="module")
+def nested_baseline(tmp_path_factory):
+    """The same input without flattening (every schema above accepts every record)."""
+    return _run_into_a_fresh_org(tmp_path_factory.mktemp("baseline"), "nested", SCHEMA_BARE)
+
+
+@pytest.mark.parametrize(
+    ("schema", "flattening"),
+    [(SCHEMA_OPAQUE, {"flattening_max_depth": 1}),
+     (SCHEMA_DECLARED, {"flattening_max_depth": 2}),
+     (SCHEMA_DECLARED, {"flattening_max_depth": 10, "flattening_separator": "~"}),
+     (SCHEMA_BARE, {"flattening_max_depth": 2}),
+     (SCHEMA_BARE, {"flattening_max_depth": 10})],
+    ids=["opaque-depth1", "declared-depth2", "declared-depth10-tilde", "bare-depth2",
+         "bare-depth10"],
+)
+def test_flattened_records_leave_the_org_exactly_as_nested_ones(tmp_path, nested_baseline,
+                                                                schema, flattening):
+    """The SDK flattens nested keys into top-level ones and encodes what lies deeper as JSON
+    text; the memberships and mapped fields are still found, so both orgs end the same."""
+    nested, nested_org = nested_baseline
+    flat, flat_org = _run_into_a_fresh_org(tmp_path, "flat", schema, flattening_enabled=True,
+                                           **flattening)
+
+    assert (nested.returncode, flat.returncode) == (0, 0), flat.stderr
+    assert flat_org == nested_org
+    first = next(r for r in flat_org if r["Title"] == "CTO")
+    assert (first["Seg_Loyal__c"], first["Seg_Churn_Risk__c"], first["Loyalty_Score__c"]) == (
+        "realized", "existing", 12.75)
+    assert sum(r.get("Seg_Newsletter__c") is not None for r in flat_org) == 2
+    assert flat.states == nested.states == [{"offset": 6}]
+
+    def outcome(run):
+        return sorted((r["id"], r["error_code"], r["origin"], tuple(r["fields"]))
+                      for r in run.rejected)
+
+    assert outcome(flat) == outcome(nested)
+    assert sorted(code for _, code, _, _ in outcome(flat)) == [
+        "INVALID_EMAIL_ADDRESS", "MALFORMED_ID"]
+    assert flat.report["streams"]["contacts"]["updated"] == 4
+
+
+def test_flattening_that_would_shorten_a_key_is_refused_at_start_up(emulator, tmp_path):
+    ids = seed_contacts(emulator, 1)
+    config = base_config(emulator, tmp_path, flattening_enabled=True, flattening_max_depth=10,
+                         flattening_max_key_length=30)
+    run = run_target(config, singer_lines("contacts", [profile(ids[0], 0, seg_loyal="realized")],
+                                          schema=SCHEMA_BARE), tmp_path)
+
+    assert run.returncode != 0
+    assert "flattening_max_key_length" in run.stderr
+    assert "segmentMembership.ups.seg-loyal.status" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert run.states == []
+    assert emulator.stats()["collections_calls"] == 0
+    assert emulator.get("Contact", ids[0])["LastName"] == "Old0"
