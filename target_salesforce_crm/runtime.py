@@ -13,6 +13,7 @@ from target_salesforce_crm.chunks import Chunk, Entry
 from target_salesforce_crm.deadletter import DeadLetter
 from target_salesforce_crm.delivery import Deliverer, Dispatcher
 from target_salesforce_crm.mapping import RecordMapper
+from target_salesforce_crm.paths import Flattening
 from target_salesforce_crm.preflight import check_campaigns, check_fields
 from target_salesforce_crm.provision import SegmentProvisioning
 from target_salesforce_crm.redirects import CONVERTED, MERGED, Redirector
@@ -35,8 +36,10 @@ class Runtime:
     Building them makes no network call: the first token and describe wait for the first
     SCHEMA, so a run with no data touches nothing."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, flattening: Flattening | None = None) -> None:
+        """``flattening``: how the SDK flattens records before the sinks see them."""
         self.settings = settings
+        self.flattening = flattening
         # a dry run writes nothing, not even the dead-letter file (the report has the counts)
         self.dead_letter = DeadLetter(None if settings.dry_run else settings.rejected_records_path)
         self.dead_letter.check_writable()
@@ -121,7 +124,8 @@ class Runtime:
             field_mappings={**self.settings.field_mappings, "Contact": tuple(kept)},
         )
         fields = check_fields(settings, "Contact", contact_describe)
-        self.redirector.contact_mapper = RecordMapper(settings, "Contact", fields)
+        self.redirector.contact_mapper = RecordMapper(settings, "Contact", fields,
+                                                      self.flattening)
         self.redirector.dropped_contact_fields = tuple(m.target for m in dropped)
         LOGGER.info("pre-flight of Contact for converted Leads passed%s",
                     f" (not on Contact, dropped: {', '.join(m.target for m in dropped)})"

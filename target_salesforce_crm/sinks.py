@@ -23,7 +23,6 @@ from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
 from target_salesforce_crm.chunks import Chunk, Entry
 from target_salesforce_crm.mapping import RecordMapper
-from target_salesforce_crm.paths import Flattening
 from target_salesforce_crm.rejections import RecordRejected, Rejection, Source
 from target_salesforce_crm.runtime import Runtime
 from target_salesforce_crm.settings import MAX_BATCH_SIZE
@@ -58,8 +57,7 @@ class SalesforceSink(BatchSink):
         settings = self.runtime.settings
         self.object_type = settings.object_for_stream(self.stream_name)
         fields = self.runtime.fields_for(self.object_type)
-        self.mapper = RecordMapper(settings, self.object_type, fields,
-                                   Flattening.from_config(self.config))
+        self.mapper = RecordMapper(settings, self.object_type, fields, self.runtime.flattening)
         self.batch_size = settings.batch_size
         self.external_id_field = (
             fields[settings.external_id_field.lower()].name

@@ -69,7 +69,7 @@ class TargetSalesforceCRM(Target):
         self.max_parallelism = 1
         self.settings: Settings = parse_settings(dict(self.config))
         SecretFilter.install(self.settings.credentials.values())
-        self.runtime = Runtime(self.settings)
+        self.runtime = Runtime(self.settings, Flattening.from_config(self.config))
         SecretFilter.install_provider(self.runtime.client.tokens.secrets)
 
     @classmethod

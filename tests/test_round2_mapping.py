@@ -3,6 +3,8 @@ lengths counted in UTF-16 units, NaN/Infinity refused, 18-character Ids in any c
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from conftest import (
     profile,
     run_target,
     seed_contacts,
+    seed_leads,
     singer_lines,
 )
 
@@ -41,6 +44,14 @@ def test_eighteen_character_ids_in_any_case_land_and_merge(emulator, tmp_path):
     assert (second["FirstName"], second["Seg_Loyal__c"]) == ("First1", "realized")
     assert emulator.stats()["collections_records"] == 2
     assert run.report["streams"]["contacts"]["merged_duplicates"] == 1
+
+
+def _admin(emu: Emulator, action: str, payload: dict) -> dict:
+    request = urllib.request.Request(
+        f"{emu.url}/__emulator__/{action}", data=json.dumps(payload).encode(), method="POST",
+        headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request) as response:
+        return json.load(response)
 
 
 def _loose_schema() -> dict:
@@ -254,3 +265,22 @@ def test_flattening_that_would_shorten_a_key_is_refused_at_start_up(emulator, tm
     assert run.states == []
     assert emulator.stats()["collections_calls"] == 0
     assert emulator.get("Contact", ids[0])["LastName"] == "Old0"
+
+
+def test_a_converted_lead_gets_its_flattened_record_on_the_contact(emulator, tmp_path):
+    """The write that follows a converted Lead to its Contact re-maps the record the sink
+    holds, which is the flattened one: its memberships are still found."""
+    leads = seed_leads(emulator, 2)
+    contact = _admin(emulator, "convert-lead", {"lead_id": leads[0]})["contact_id"]
+    records = [profile(lead, n, lead=True, seg_loyal="realized") for n, lead in enumerate(leads)]
+    config = base_config(emulator, tmp_path, salesforce_id_type="Lead", flattening_enabled=True,
+                         flattening_max_depth=1)
+    run = run_target(config, singer_lines("leads", records), tmp_path)
+
+    assert run.returncode == 0, run.stderr
+    assert run.rejected == []
+    assert run.states == [{"offset": 2}]
+    stored = emulator.get("Contact", contact)
+    assert (stored["LastName"], stored["Seg_Loyal__c"]) == ("Last0", "realized")
+    assert emulator.get("Lead", leads[1])["Seg_Loyal__c"] == "realized"
+    assert run.report["streams"]["leads"]["redirected"] == {"converted_lead": 1}
