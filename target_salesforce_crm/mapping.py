@@ -1,4 +1,7 @@
-"""Record → sObject payload: paths, serialization, Id checks, segment statuses.
+"""Record → sObject payload: Id checks, field converters, segment statuses.
+
+Paths into records (nested or flattened by the SDK) are in ``paths.py``, the conversion of one
+value for one field type in ``serialize.py``.
 
 Everything that depends only on the configuration and the describe result is computed once in
 ``RecordMapper.__init__``; ``map()`` is the per-record hot path and does no look-ups beyond that.
@@ -6,10 +9,7 @@ Everything that depends only on the configuration and the describe result is com
 
 from __future__ import annotations
 
-import datetime
-import decimal
 import functools
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +24,16 @@ from target_salesforce_crm.salesforce.describe import (
     FieldSpec,
 )
 from target_salesforce_crm.salesforce.ids import normalize_id
+from target_salesforce_crm.serialize import (
+    as_bool,
+    as_date,
+    as_datetime,
+    as_number,
+    as_text,
+    cut_utf16,
+    refuse_non_finite,
+    utf16_length,
+)
 from target_salesforce_crm.settings import SEGMENT_STATUSES, Settings
 
 CHECKBOX_VALUES = {"realized": True, "existing": True, "exited": False}
@@ -277,9 +287,9 @@ class RecordMapper:
         kind = spec.type
         if kind == "multipicklist" and isinstance(value, list):
             for item in value:
-                _refuse_non_finite(spec, item)
-            value = ";".join(_as_text(item) for item in value)
-        _refuse_non_finite(spec, value)
+                refuse_non_finite(spec, item)
+            value = ";".join(as_text(item) for item in value)
+        refuse_non_finite(spec, value)
         if isinstance(value, (dict, list)):
             raise RecordRejected(
                 Rejection(
@@ -290,16 +300,16 @@ class RecordMapper:
                 )
             )
         if kind in TEXT_TYPES:
-            return self._fitter(spec)(_as_text(value))
+            return self._fitter(spec)(as_text(value))
         if kind == "boolean":
-            return _as_bool(spec, value)
+            return as_bool(spec, value)
         if kind in INTEGER_TYPES or kind in NUMBER_TYPES:
-            return _as_number(spec, value, integer=kind in INTEGER_TYPES)
+            return as_number(spec, value, integer=kind in INTEGER_TYPES)
         if kind == "date":
-            return _as_date(spec, value)
+            return as_date(spec, value)
         if kind == "datetime":
-            return _as_datetime(spec, value)
-        return _as_text(value)
+            return as_datetime(spec, value)
+        return as_text(value)
 
     def _fitter(self, spec: FieldSpec) -> Callable[[str], str]:
         """Checks that a text fits ``spec`` (email syntax, length, encodable), or truncates;
@@ -330,12 +340,12 @@ class RecordMapper:
                     (spec.name,)))
             # a character is 1 or 2 UTF-16 units: count them only when the text may not fit
             if length and len(text) > (length if plain else length // 2):
-                size = len(text) if plain else _utf16_length(text)
+                size = len(text) if plain else utf16_length(text)
                 if size <= length:
                     return text
                 if truncate:
                     truncated[spec.name] = truncated.get(spec.name, 0) + 1
-                    return text[:length] if plain else _cut_utf16(text, length)
+                    return text[:length] if plain else cut_utf16(text, length)
                 raise RecordRejected(Rejection(
                     "STRING_TOO_LONG",
                     f"{spec.name} holds {size} characters (UTF-16 units, as Salesforce counts "
@@ -344,117 +354,3 @@ class RecordMapper:
             return text
 
         return fit
-
-
-def _utf16_length(text: str) -> int:
-    """Length as Salesforce counts it: an emoji or another character beyond the Basic
-    Multilingual Plane is a surrogate pair, two units."""
-    return len(text.encode("utf-16-le")) // 2
-
-
-def _cut_utf16(text: str, units: int) -> str:
-    """The longest prefix of at most ``units`` UTF-16 units, never half a surrogate pair."""
-    encoded = text.encode("utf-16-le")[: 2 * units]
-    if encoded and 0xD8 <= encoded[-1] <= 0xDB:  # a high surrogate whose pair was cut off
-        encoded = encoded[:-2]
-    return encoded.decode("utf-16-le")
-
-
-def _refuse_non_finite(spec: FieldSpec, value: Any) -> None:
-    """NaN and ±Infinity (read from NaN/Infinity input) are no value in Salesforce, not even
-    as text: "nan" in a Phone field would be data nobody sent."""
-    if isinstance(value, float):
-        finite, infinite = math.isfinite(value), math.isinf(value)
-    elif isinstance(value, decimal.Decimal):
-        finite, infinite = value.is_finite(), value.is_infinite()
-    else:
-        return
-    if not finite:
-        what = "an infinite number" if infinite else "NaN"
-        raise RecordRejected(Rejection(
-            "INVALID_FIELD_VALUE", f"{spec.name} holds {what}, which Salesforce cannot store",
-            (spec.name,)))
-
-
-def _as_text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, datetime.datetime):
-        return _iso_datetime(value)
-    if isinstance(value, datetime.date):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return format(value, "f")
-    return str(value)
-
-
-def _as_bool(spec: FieldSpec, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise RecordRejected(
-        Rejection("INVALID_FIELD_VALUE", f"{spec.name} expects true or false", (spec.name,))
-    )
-
-
-def _as_number(spec: FieldSpec, value: Any, *, integer: bool) -> int | float:
-    try:
-        if isinstance(value, bool):
-            raise ValueError
-        number = decimal.Decimal(value) if isinstance(value, str) else value
-        if not math.isfinite(number):
-            raise ValueError
-        if integer:
-            if number != int(number):
-                raise ValueError
-            return int(number)
-        if isinstance(number, decimal.Decimal):
-            return int(number) if number == number.to_integral_value() else float(number)
-        return number
-    except (ValueError, TypeError, ArithmeticError):
-        what = "an integer" if integer else "a number"
-        raise RecordRejected(
-            Rejection("INVALID_FIELD_VALUE", f"{spec.name} expects {what}", (spec.name,))
-        ) from None
-
-
-def _iso_datetime(value: datetime.datetime) -> str:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=datetime.timezone.utc)
-    return value.isoformat()
-
-
-def _parsed(parse: Callable[[str], Any], text: str) -> Any:
-    """``parse(text)``, or None when the text is not in that ISO 8601 form."""
-    try:
-        return parse(text)
-    except ValueError:
-        return None
-
-
-def _as_date(spec: FieldSpec, value: Any) -> str:
-    if isinstance(value, datetime.datetime):
-        return value.date().isoformat()
-    if isinstance(value, datetime.date):
-        return value.isoformat()
-    parsed = _parsed(datetime.date.fromisoformat, value[:10]) if isinstance(value, str) else None
-    if parsed is None:
-        raise RecordRejected(Rejection(
-            "INVALID_FIELD_VALUE", f"{spec.name} expects a date (YYYY-MM-DD)", (spec.name,)))
-    return str(parsed.isoformat())
-
-
-def _as_datetime(spec: FieldSpec, value: Any) -> str:
-    if isinstance(value, datetime.datetime):
-        return _iso_datetime(value)
-    parsed = (
-        _parsed(datetime.datetime.fromisoformat, value.replace("Z", "+00:00"))
-        if isinstance(value, str) else None
-    )
-    if parsed is None:
-        raise RecordRejected(Rejection(
-            "INVALID_FIELD_VALUE", f"{spec.name} expects an ISO 8601 date-time", (spec.name,)))
-    return _iso_datetime(parsed)

@@ -44,6 +44,10 @@ SDK_PRIVATES: tuple[tuple[str, str, str], ...] = (
     ("singer_sdk.helpers._compat", "date_fromisoformat", "date parsing as the SDK does it"),
     ("singer_sdk.helpers._compat", "time_fromisoformat", "time parsing as the SDK does it"),
     ("singer_sdk.helpers._typing", "get_datelike_property_type", "which fields hold dates"),
+    ("singer_sdk.helpers._flattening", "flatten_key",
+     "paths.py mirrors it: keys of max_key_length or more are shortened"),
+    ("singer_sdk.helpers._flattening", "flatten_record",
+     "paths.py reads its output: joined keys down to the depth, JSON text below"),
 )
 
 # What the SDK's Target._process_record_message does to each record, in order (the calls it
