@@ -131,6 +131,7 @@ class Settings:
     external_id_source: str | None
     field_mappings: dict[str, tuple[FieldMapping, ...]]
     segment_mappings: tuple[SegmentMapping, ...]
+    segment_model: str  # for entries of segment_mappings that name no model
     campaign_exit: str
     provision_segment_fields: bool
     provision_permission_set: str
@@ -319,6 +320,7 @@ def parse_settings(config: dict[str, Any]) -> Settings:
         external_id_source=external_id_source,
         field_mappings=field_mappings,
         segment_mappings=segment_mappings,
+        segment_model=segment_model,
         campaign_exit=campaign_exit,
         provision_segment_fields=bool(_value(config, "provision_segment_fields")),
         provision_permission_set=permission_set,
