@@ -1,7 +1,9 @@
 """Sending chunks of up to 200 records: a bounded window of concurrent collections calls.
 
 A chunk is "done" only when each of its records has landed or been written to the dead-letter
-file. ``Dispatcher.wait_idle()`` is the barrier the target passes before it emits STATE.
+file. Chunks are numbered as they are submitted; ``Dispatcher.done_through()`` says up to which
+number every chunk is done, which is what lets a STATE go out while later calls still run.
+``Dispatcher.wait_idle()`` is the barrier at the end.
 """
 
 from __future__ import annotations
@@ -179,6 +181,9 @@ class Dispatcher:
         self._running = 0
         self._keys: dict[tuple[str, str], int] = {}
         self._failure: BaseException | None = None
+        self.last_number = 0  # the number of the latest chunk submitted (1, 2, ...)
+        self._not_done: set[int] = set()  # queued, running, failed or skipped after a failure
+        self.on_submit: Callable[[], None] = lambda: None  # in the submitting thread
 
     def submit(self, chunk: Chunk) -> None:
         keys = chunk.keys
@@ -189,11 +194,16 @@ class Dispatcher:
                     break
                 self._cond.wait()
             self._submitted += 1
+            self.last_number += 1
+            number = self.last_number
+            self._not_done.add(number)
             for key in keys:
                 self._keys[key] = self._keys.get(key, 0) + 1
-        self._pool.submit(self._run, chunk, keys)
+        self._pool.submit(self._run, chunk, keys, number)
+        self.on_submit()
 
-    def _run(self, chunk: Chunk, keys: list[tuple[str, str]]) -> None:
+    def _run(self, chunk: Chunk, keys: list[tuple[str, str]], number: int) -> None:
+        done = False
         try:
             with self._cond:
                 while self._running >= self.limit:
@@ -202,12 +212,15 @@ class Dispatcher:
                 failed = self._failure is not None
             if not failed:  # after a fatal error nothing more is sent; a re-run resumes
                 self._deliver(chunk)
+                done = True
         except BaseException as exc:
             with self._cond:
                 if self._failure is None:
                     self._failure = exc
         finally:
             with self._cond:
+                if done:
+                    self._not_done.discard(number)
                 self._running -= 1
                 self._submitted -= 1
                 for key in keys:
@@ -217,6 +230,12 @@ class Dispatcher:
                     else:
                         del self._keys[key]
                 self._cond.notify_all()
+
+    def done_through(self) -> int:
+        """The highest n such that chunks 1..n are all done (a failed or skipped chunk is
+        never done, so nothing after it counts either)."""
+        with self._cond:
+            return min(self._not_done) - 1 if self._not_done else self.last_number
 
     def wait_idle(self, *, raise_failure: bool = True) -> None:
         """Block until nothing is queued or running; re-raise the first failure of any chunk."""
