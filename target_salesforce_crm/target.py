@@ -249,7 +249,8 @@ class TargetSalesforceCRM(Target):
         the partial chunks still go out after IDLE_FLUSH_SECONDS and STATE follows what lands.
 
         Only while the main thread waits in the reader (not ``_busy``), where none of our
-        locks or buffers is in use; an error raised here ends the run like any other."""
+        locks or buffers is in use; an error raised here ends the run like any other, and a
+        SIGTERM that came meanwhile is acted on at once."""
         if self._busy:
             return
         self._busy = True
@@ -257,6 +258,8 @@ class TargetSalesforceCRM(Target):
             self._tick(time.monotonic())
         finally:
             self._busy = False
+        if self._termination is not None:
+            raise TerminationRequested(self._termination)
 
     def watch_idle_input(self) -> None:
         """Arm the idle check (CLI runs only: signals belong to the process)."""

@@ -8,6 +8,7 @@ in a subprocess, fed by a tap process through a pipe, against the emulator on lo
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -183,5 +184,67 @@ def test_state_heartbeats_do_not_hold_records_back(tmp_path):
         assert run.states[-1][1] == {"offset": 150, "beat": 5}
         assert _landed_prefix(emu, ids) == 150
         assert emu.stats()["collections_calls"] == 1
+    finally:
+        emu.stop()
+
+
+def _three_streams(ids: list[str]) -> str:
+    """50 records in each of three streams, then one STATE: only partial chunks, which the
+    idle flush sends together."""
+    lines = []
+    for k, stream in enumerate(("web", "app", "store")):
+        text = singer_lines(stream, [profile(i, 50 * k + n) for n, i in
+                                     enumerate(ids[50 * k:50 * k + 50])])
+        lines += text.splitlines(keepends=True)[:-1]  # each stream's own STATE left out
+    lines.append(json.dumps({"type": "STATE", "value": {"offset": 150}}) + "\n")
+    return "".join(lines)
+
+
+@pytest.mark.parametrize("flush", ["call_in_flight", "waiting_for_a_call_slot"])
+def test_sigterm_while_the_tap_is_quiet_ends_the_run_promptly(flush, tmp_path):
+    """A slow org (2 s a call) and a quiet tap: SIGTERM comes during the idle flush, either
+    while its call is in flight or while the flush itself waits for a free call slot. The run
+    waits only for the calls it already has, emits their STATE and reports "interrupted"."""
+    latency = 2.0
+    emu = Emulator(segment_fields=SEGMENT_FIELDS, latency_ms=int(latency * 1000)).start()
+    try:
+        if flush == "call_in_flight":
+            ids = seed_contacts(emu, 450)
+            text = singer_lines("contacts", [profile(i, n) for n, i in enumerate(ids)])
+            # two full calls go out at once; the last 50 records wait for the idle flush
+            config = base_config(emu, tmp_path, max_concurrency=4)
+            calls_before_flush, calls_needed = 2, 1
+        else:
+            ids = seed_contacts(emu, 150)
+            text = _three_streams(ids)
+            # one call at a time, two queued: the flush's third chunk waits for a slot
+            config = base_config(emu, tmp_path, max_concurrency=1)
+            calls_before_flush, calls_needed = 0, 3
+        run = Pipeline(config, tmp_path, text, linger=120)
+        deadline = time.monotonic() + 30
+        while (emu.stats()["collections_calls"] <= calls_before_flush
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        time.sleep(0.3)  # the idle flush has begun; its calls take 2 s each
+        assert emu.stats()["collections_calls"] == calls_before_flush + 1
+        signalled = time.monotonic()
+        run.target.send_signal(signal.SIGTERM)
+        try:
+            code = run.target.wait(timeout=calls_needed * latency + 4)
+        except subprocess.TimeoutExpired:
+            run.target.kill()
+            run.finish()
+            pytest.fail("the target kept running after SIGTERM while the tap was quiet")
+        took = time.monotonic() - signalled
+        run.finish()
+
+        assert code == 0, run.stderr[-3000:]
+        assert took < calls_needed * latency + 2
+        assert no_traceback(run.stderr)
+        assert run.states[-1][1] == {"offset": len(ids)}
+        assert _landed_prefix(emu, ids) == len(ids)
+        report = json.loads((tmp_path / "report.json").read_text())
+        assert report["status"] == "interrupted"
+        assert report["totals"]["updated"] == len(ids)
     finally:
         emu.stop()
