@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import time
@@ -22,6 +23,7 @@ from singer_sdk.target_base import Target
 
 from target_salesforce_crm.checkpoints import StateLedger
 from target_salesforce_crm.config_schema import CONFIG_SCHEMA
+from target_salesforce_crm.deadletter import DeadLetterUnwritable
 from target_salesforce_crm.reader import QuietSingerReader
 from target_salesforce_crm.redaction import SecretFilter, mask_config_secrets
 from target_salesforce_crm.runtime import Runtime, collect_garbage_rarely
@@ -292,7 +294,8 @@ class TargetSalesforceCRM(Target):
             signal.setitimer(signal.ITIMER_REAL, 0)
         # also after a failure: the calls in flight end, and STATE moves as far as they allow
         self.runtime.dispatcher.wait_idle(raise_failure=False)
-        self._emit_safe_state()
+        with contextlib.suppress(DeadLetterUnwritable):  # already reported; no STATE then
+            self._emit_safe_state()
         self.runtime.finish(error, status)
 
     @classmethod
