@@ -174,16 +174,16 @@ class TargetSalesforceCRM(Target):
 
     def _guarded(self, handler: t.Callable[[dict], None], message: dict, *,
                  record: bool = False) -> None:
+        """Run one message's handler as ``_busy``; an error leaves ``_busy`` set, so that no
+        signal handler acts while the run unwinds to its one error message."""
         self._busy = True
-        try:
-            handler(message)
-            now = time.monotonic()
-            if record:
-                self._last_record = now
-            if now >= self._next_tick:
-                self._tick(now)
-        finally:
-            self._busy = False
+        handler(message)
+        now = time.monotonic()
+        if record:
+            self._last_record = now
+        if now >= self._next_tick:
+            self._tick(now)
+        self._busy = False
         if self._termination is not None:
             raise TerminationRequested(self._termination)
 
@@ -256,10 +256,8 @@ class TargetSalesforceCRM(Target):
         if self._busy:
             return
         self._busy = True
-        try:
-            self._tick(time.monotonic())
-        finally:
-            self._busy = False
+        self._tick(time.monotonic())  # an error leaves ``_busy`` set, as in ``_guarded``
+        self._busy = False
         if self._termination is not None:
             raise TerminationRequested(self._termination)
 
