@@ -25,7 +25,7 @@ class _Waiting:
     last_chunk: int = 0  # set when none of those entries is pending any more
 
 
-class StateLedger:
+class Checkpoints:
     """STATE messages in arrival order, each waiting for what it covers."""
 
     def __init__(self, pending: PendingIndex, dispatcher: Dispatcher) -> None:

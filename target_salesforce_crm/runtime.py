@@ -62,6 +62,7 @@ class Runtime:
         )
         self.dispatcher = Dispatcher(settings.max_concurrency, self.deliverer.deliver)
         self.client.on_concurrency_limit = self.dispatcher.lower_concurrency
+        self.deliverer.on_hold = self.dispatcher.held
         self.pending = PendingIndex()
         self._fields: dict[str, dict[str, FieldSpec]] = {}
         self._lock = threading.Lock()

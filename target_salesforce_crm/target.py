@@ -21,7 +21,7 @@ from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.sinks import Sink
 from singer_sdk.target_base import Target
 
-from target_salesforce_crm.checkpoints import StateLedger
+from target_salesforce_crm.checkpoints import Checkpoints
 from target_salesforce_crm.config_schema import CONFIG_SCHEMA
 from target_salesforce_crm.deadletter import DeadLetterUnwritable
 from target_salesforce_crm.reader import QuietSingerReader
@@ -75,7 +75,7 @@ class TargetSalesforceCRM(Target):
         SecretFilter.install(self.settings.credentials.values())
         self.runtime = Runtime(self.settings)
         SecretFilter.install_provider(self.runtime.client.tokens.secrets)
-        self.checkpoints = StateLedger(self.runtime.pending, self.runtime.dispatcher)
+        self.checkpoints = Checkpoints(self.runtime.pending, self.runtime.dispatcher)
         self.runtime.dispatcher.on_submit = self.checkpoints.note_sent
 
     @classmethod
@@ -155,6 +155,8 @@ class TargetSalesforceCRM(Target):
         if now - self._last_record >= IDLE_FLUSH_SECONDS or now >= self._next_partial_flush:
             self._next_partial_flush = now + 60 * self._MAX_RECORD_AGE_IN_MINUTES
             self._flush_sinks()
+            for redirect in self.runtime.redirector.ready(flush=True):  # moved records too
+                self.runtime.dispatcher.submit(redirect)
         self._emit_safe_state()
 
     def _handle_max_record_age(self) -> None:
