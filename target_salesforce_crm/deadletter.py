@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import decimal
+import errno
 import json
 import logging
 import os
 import stat
+import tempfile
 import threading
 from typing import IO, Any
 
-from target_salesforce_crm.salesforce.errors import ConfigError
+from target_salesforce_crm.salesforce.errors import TargetError
 
 LOGGER = logging.getLogger("target-salesforce-crm")
 _MIN_SCRUB_LENGTH = 3
@@ -37,6 +40,12 @@ def scrub(message: str, payload: dict[str, Any]) -> str:
     return message
 
 
+class DeadLetterUnwritable(TargetError):
+    """``rejected_records_path`` cannot be written: refused at start-up (a folder, a folder
+    that does not let us write), or failing during the run (a full disk). A rejected record
+    that cannot be kept stops the run, so that no STATE covers it."""
+
+
 class DeadLetter:
     """Append-only JSONL writer shared by all sinks and worker threads."""
 
@@ -45,22 +54,48 @@ class DeadLetter:
         self._file: IO[str] | None = None
         self._regular_file = False  # a pipe or /dev/stderr cannot be fsynced
         self._lock = threading.Lock()
+        self._broken: DeadLetterUnwritable | None = None
         self.count = 0
 
     def check_writable(self) -> None:
-        """Find an unwritable path at start-up, not at the first rejection hours later."""
+        """Find an unusable path at start-up, not at the first rejection hours later.
+
+        A regular file is opened for appending (nothing is written); a new file's folder
+        must let a file be created there; a pipe or device is only checked for permission
+        (opening a pipe would wait for its reader)."""
         if self.path is None:
             return
-        directory = os.path.dirname(os.path.abspath(self.path)) or "."
+        path = os.path.abspath(self.path)
+        if os.path.isdir(path):
+            raise DeadLetterUnwritable(
+                f"rejected_records_path {self.path!r} is a folder; give the path of a file "
+                f"in it, e.g. {os.path.join(self.path, 'rejected.jsonl')!r}"
+            )
         try:
-            os.makedirs(directory, exist_ok=True)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            if not os.path.exists(path):
+                with tempfile.TemporaryFile(dir=os.path.dirname(path)):
+                    pass
+            elif stat.S_ISREG(os.stat(path).st_mode):
+                with open(path, "a", encoding="utf-8"):
+                    pass
+            elif not os.access(path, os.W_OK):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
         except OSError as exc:
-            raise ConfigError(
-                f"rejected_records_path: cannot create its folder ({exc.strerror})"
+            # makedirs meeting a file where a folder should be says "File exists"
+            reason = os.strerror(errno.ENOTDIR) if isinstance(exc, FileExistsError) else (
+                exc.strerror or str(exc))
+            raise DeadLetterUnwritable(
+                f"rejected_records_path {self.path!r} is not writable ({reason})"
             ) from None
-        target = self.path if os.path.exists(self.path) else directory
-        if not os.access(target, os.W_OK):
-            raise ConfigError(f"rejected_records_path {self.path!r} is not writable")
+
+    def _failed(self, exc: OSError) -> DeadLetterUnwritable:
+        self._broken = DeadLetterUnwritable(
+            f"cannot write the dead-letter file {self.path} (rejected_records_path): "
+            f"{exc.strerror or exc}; stopping so that no STATE covers a rejected record that "
+            "was not kept"
+        )
+        return self._broken
 
     def write(
         self,
@@ -94,24 +129,39 @@ class DeadLetter:
             self.count += 1
             if self.path is None:
                 return
-            if self._file is None:
-                directory = os.path.dirname(os.path.abspath(self.path))
-                os.makedirs(directory, exist_ok=True)
-                self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
-                self._regular_file = stat.S_ISREG(os.fstat(self._file.fileno()).st_mode)
-            self._file.write(line + "\n")
+            if self._broken is not None:
+                raise self._broken
+            try:
+                if self._file is None:
+                    directory = os.path.dirname(os.path.abspath(self.path))
+                    os.makedirs(directory, exist_ok=True)
+                    self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+                    self._regular_file = stat.S_ISREG(os.fstat(self._file.fileno()).st_mode)
+                self._file.write(line + "\n")
+            except OSError as exc:
+                raise self._failed(exc) from None
 
     def sync(self) -> None:
         """Flush and fsync, so a STATE emitted after this never covers a lost rejection."""
         with self._lock:
+            if self._broken is not None:
+                raise self._broken
             if self._file is not None:
-                self._file.flush()
-                if self._regular_file:
-                    os.fsync(self._file.fileno())
+                try:
+                    self._file.flush()
+                    if self._regular_file:
+                        os.fsync(self._file.fileno())
+                except OSError as exc:
+                    raise self._failed(exc) from None
 
     def close(self) -> None:
-        self.sync()
-        with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+        """Flush and close; after a write failure (already reported) just let the file go."""
+        try:
+            if self._broken is None:
+                self.sync()
+        finally:
+            with self._lock:
+                if self._file is not None:
+                    with contextlib.suppress(OSError):
+                        self._file.close()
+                    self._file = None

@@ -1,7 +1,9 @@
 """Sending chunks of up to 200 records: a bounded window of concurrent collections calls.
 
 A chunk is "done" only when each of its records has landed or been written to the dead-letter
-file. ``Dispatcher.wait_idle()`` is the barrier the target passes before it emits STATE.
+file. Chunks are numbered as they are submitted; ``Dispatcher.done_through()`` says up to which
+number every chunk is done, which is what lets a STATE go out while later calls still run.
+``Dispatcher.wait_idle()`` is the barrier at the end.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class Deliverer:
         self.dry_run = dry_run
         self.redirector = redirector
         self.campaigns = campaigns
+        self.on_hold: Callable[[Entry], None] = lambda entry: None  # before it is held
 
     def reject(self, entry: Entry, code: str, message: str,
                fields: tuple[str, ...] | list[str]) -> None:
@@ -75,10 +78,17 @@ class Deliverer:
                 continue
             code = MERGED_CODE if moved[0] == chunk.object_type else CONVERTED_CODE
             if redirector.wants(code, chunk, entry):
-                redirector.hold(chunk, entry, code, "redirected: the record moved earlier")
+                self._hold(chunk, entry, code, "redirected: the record moved earlier")
             else:
                 kept.append(entry)
         return kept
+
+    def _hold(self, chunk: Chunk, entry: Entry, code: str, message: str) -> None:
+        """Hand a moved record to the redirector; ``on_hold`` first, so the Dispatcher knows
+        that the chunk's records are not all accounted for before a redirect can carry it."""
+        assert self.redirector is not None
+        self.on_hold(entry)
+        self.redirector.hold(chunk, entry, code, message)
 
     def _call(self, chunk: Chunk, entries: list[Entry]) -> list[dict[str, Any]]:
         payloads = [e.payload for e in entries]
@@ -119,7 +129,7 @@ class Deliverer:
                 error = (result.get("errors") or [{}])[0]
                 code = str(error.get("statusCode") or "UNKNOWN_ERROR")
                 if self.redirector is not None and self.redirector.wants(code, chunk, entry):
-                    self.redirector.hold(chunk, entry, code, str(error.get("message") or code))
+                    self._hold(chunk, entry, code, str(error.get("message") or code))
                     continue
                 error_class = classify_record_error(code)
                 if error_class is ErrorClass.TRANSIENT:
@@ -167,7 +177,11 @@ def _scrub_all(message: str, entries: list[Entry]) -> str:
 
 class Dispatcher:
     """At most ``limit`` calls running and as many chunks ready behind them, so a freed slot is
-    refilled at once; chunks sharing a record key never overlap (the later one waits)."""
+    refilled at once; chunks sharing a record key never overlap (the later one waits).
+
+    Chunks are numbered as submitted. Chunk n is done when its call ended without a failure
+    and each entry it handed to the redirector (``held``) went out again in a redirect chunk
+    that is done too; ``done_through`` is the prefix of done chunks that STATE relies on."""
 
     def __init__(self, max_concurrency: int, deliver: Callable[[Chunk], None]) -> None:
         self._deliver = deliver
@@ -179,6 +193,12 @@ class Dispatcher:
         self._running = 0
         self._keys: dict[tuple[str, str], int] = {}
         self._failure: BaseException | None = None
+        self.last_number = 0  # the number of the latest chunk submitted (1, 2, ...)
+        self.on_submit: Callable[[], None] = lambda: None  # in the submitting thread
+        self._unfinished: set[int] = set()  # queued, running, failed or skipped
+        self._unresolved: dict[int, int] = {}  # chunk → its held entries not yet done
+        self._held: dict[int, tuple[Entry, frozenset[int]]] = {}  # id(entry) → its chunks
+        self._current = threading.local()  # the chunks a worker's holds belong to
 
     def submit(self, chunk: Chunk) -> None:
         keys = chunk.keys
@@ -189,11 +209,32 @@ class Dispatcher:
                     break
                 self._cond.wait()
             self._submitted += 1
+            self.last_number += 1
+            number = self.last_number
+            self._unfinished.add(number)
+            carried: list[int] = []  # a redirect chunk: the chunks whose held entries it carries
+            for entry in chunk.entries:
+                found = self._held.pop(id(entry), None)
+                if found is not None:
+                    carried.extend(found[1])
             for key in keys:
                 self._keys[key] = self._keys.get(key, 0) + 1
-        self._pool.submit(self._run, chunk, keys)
+        origins = frozenset(carried) or frozenset((number,))
+        self._pool.submit(self._run, chunk, keys, number, origins, carried)
+        self.on_submit()
 
-    def _run(self, chunk: Chunk, keys: list[tuple[str, str]]) -> None:
+    def held(self, entry: Entry) -> None:
+        """Called by the worker delivering a chunk (``Deliverer.on_hold``) just before it
+        hands ``entry`` to the redirector."""
+        origins: frozenset[int] = self._current.origins
+        with self._cond:
+            self._held[id(entry)] = (entry, origins)
+            for origin in origins:
+                self._unresolved[origin] = self._unresolved.get(origin, 0) + 1
+
+    def _run(self, chunk: Chunk, keys: list[tuple[str, str]], number: int,
+             origins: frozenset[int], carried: list[int]) -> None:
+        done = False
         try:
             with self._cond:
                 while self._running >= self.limit:
@@ -201,13 +242,23 @@ class Dispatcher:
                 self._running += 1
                 failed = self._failure is not None
             if not failed:  # after a fatal error nothing more is sent; a re-run resumes
+                self._current.origins = origins
                 self._deliver(chunk)
+                done = True
         except BaseException as exc:
             with self._cond:
                 if self._failure is None:
                     self._failure = exc
         finally:
             with self._cond:
+                if done:
+                    self._unfinished.discard(number)
+                    for origin in carried:
+                        remaining = self._unresolved[origin] - 1
+                        if remaining:
+                            self._unresolved[origin] = remaining
+                        else:
+                            del self._unresolved[origin]
                 self._running -= 1
                 self._submitted -= 1
                 for key in keys:
@@ -217,6 +268,13 @@ class Dispatcher:
                     else:
                         del self._keys[key]
                 self._cond.notify_all()
+
+    def done_through(self) -> int:
+        """The highest n such that chunks 1..n are all done (a failed or skipped chunk is
+        never done, so nothing after it counts either)."""
+        with self._cond:
+            open_numbers = self._unfinished.union(self._unresolved)
+            return min(open_numbers) - 1 if open_numbers else self.last_number
 
     def wait_idle(self, *, raise_failure: bool = True) -> None:
         """Block until nothing is queued or running; re-raise the first failure of any chunk."""

@@ -65,6 +65,7 @@ class Runtime:
         )
         self.dispatcher = Dispatcher(settings.max_concurrency, self.deliverer.deliver)
         self.client.on_concurrency_limit = self.dispatcher.lower_concurrency
+        self.deliverer.on_hold = self.dispatcher.held
         self.pending = PendingIndex()
         self._fields: dict[str, dict[str, FieldSpec]] = {}
         self._lock = threading.Lock()
@@ -181,10 +182,13 @@ class PendingIndex:
     """Which unsent entry holds each (object, key), across every stream's sink.
 
     A record for a key that another stream holds unsent takes that entry over (later values
-    win, field by field), so the org ends as if all streams were one stream in input order."""
+    win, field by field), so the org ends as if all streams were one stream in input order.
+    Each entry gets a stamp when it opens (1, 2, ...): a STATE that remembers ``opened`` when
+    it arrives knows its records are all sent once ``oldest()`` is past that count."""
 
     def __init__(self) -> None:
-        self._entries: dict[tuple[str, str], tuple[dict[str, Entry], Entry]] = {}
+        self._entries: dict[tuple[str, str], tuple[dict[str, Entry], Entry, int]] = {}
+        self.opened = 0
 
     def claim(self, object_type: str, key: str, holder: dict[str, Entry]) -> Entry | None:
         """Take the entry for ``key`` out of another holder, or None if nobody holds it."""
@@ -195,10 +199,23 @@ class PendingIndex:
         return found[1]
 
     def hold(self, object_type: str, entry: Entry, holder: dict[str, Entry]) -> None:
-        self._entries[(object_type, entry.key)] = (holder, entry)
+        index_key = (object_type, entry.key)
+        found = self._entries.get(index_key)
+        if found is None:
+            self.opened += 1
+            stamp = self.opened
+        else:  # taken over from another stream: it keeps its place and stamp
+            stamp = found[2]
+        self._entries[index_key] = (holder, entry, stamp)
 
     def release(self, object_type: str, key: str) -> None:
         self._entries.pop((object_type, key), None)
+
+    def oldest(self) -> int | None:
+        """Stamp of the oldest entry still unsent (the dict keeps opening order), or None."""
+        for _, _, stamp in self._entries.values():
+            return stamp
+        return None
 
 
 def collect_garbage_rarely() -> None:

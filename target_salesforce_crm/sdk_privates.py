@@ -19,9 +19,9 @@ READER = "singer_sdk.singerlib.encoding.base:GenericSingerReader"
 SDK_PRIVATES: tuple[tuple[str, str, str], ...] = (
     (TARGET, "_sinks_active", "the live sink per stream: fast path check, flushes"),
     (TARGET, "_sinks_to_clear", "sinks retired by a schema change: flushed first"),
-    (TARGET, "_latest_state", "the idle alarm emits STATE the SDK holds but has not written"),
+    (TARGET, "_latest_state", "a STATE the SDK took as new is handed to Checkpoints"),
     (TARGET, "_MAX_RECORD_AGE_IN_MINUTES", "lowered so partial chunks go out once a minute"),
-    (TARGET, "_handle_max_record_age", "overridden: checked once a second, not per record"),
+    (TARGET, "_handle_max_record_age", "overridden: a no-op, the once-a-second tick does it"),
     (TARGET, "_write_state_message", "overridden: STATE only after its records landed"),
     (TARGET, "_process_record_message", "overridden: the fast path; maps go to the SDK's"),
     (TARGET, "_process_schema_message", "overridden: notes which streams have no maps"),

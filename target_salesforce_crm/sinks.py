@@ -2,8 +2,8 @@
 
 Records leave the SDK's buffer as soon as they are read: a bad one is dead-lettered at once
 (no API call spent), a good one waits in ``_pending`` (merged with earlier records for the same
-Id) until there are ``batch_size`` of them. Partial chunks go out at the STATE barrier, once a
-minute, when the tap goes quiet, and at the end; every other call carries a full ``batch_size``.
+Id) until there are ``batch_size`` of them. Partial chunks go out once a minute, after 5 s
+without a RECORD, and at the end; every other call carries a full ``batch_size``.
 """
 
 from __future__ import annotations

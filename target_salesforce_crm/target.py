@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import time
@@ -20,7 +21,9 @@ from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.sinks import Sink
 from singer_sdk.target_base import Target
 
+from target_salesforce_crm.checkpoints import Checkpoints
 from target_salesforce_crm.config_schema import CONFIG_SCHEMA
+from target_salesforce_crm.deadletter import DeadLetterUnwritable
 from target_salesforce_crm.paths import Flattening, flattening_problems
 from target_salesforce_crm.reader import QuietSingerReader
 from target_salesforce_crm.redaction import SecretFilter, mask_config_secrets
@@ -39,7 +42,7 @@ class TerminationRequested(BaseException):
         self.signum = signum
 
 
-IDLE_FLUSH_SECONDS = 5.0  # a tap quiet this long gets its partial chunks sent and STATE emitted
+IDLE_FLUSH_SECONDS = 5.0  # no RECORD for this long: the partial chunks are sent
 INPUT_ERRORS = (
     InvalidInputLine, RecordsWithoutSchemaException, MissingKeyPropertiesError, InvalidJSONSchema,
 )
@@ -60,10 +63,12 @@ class TargetSalesforceCRM(Target):
         self._busy = False
         self._termination: int | None = None
         self._dry_run_state_noted = False
-        self._last_message = time.monotonic()
+        self._last_record = time.monotonic()
         self._emitted_state: dict | None = None
         self._next_partial_flush = time.monotonic() + 60 * self._MAX_RECORD_AGE_IN_MINUTES
-        self._next_age_check = 0.0
+        # once a second (more often only when a test lowers the max age below a minute)
+        self._tick_seconds = min(1.0, 15 * self._MAX_RECORD_AGE_IN_MINUTES)
+        self._next_tick = 0.0
         self._plain_sinks: dict[str, SalesforceSink] = {}
         super().__init__(*args, **kwargs)
         self.max_parallelism = 1
@@ -71,6 +76,8 @@ class TargetSalesforceCRM(Target):
         SecretFilter.install(self.settings.credentials.values())
         self.runtime = Runtime(self.settings, Flattening.from_config(self.config))
         SecretFilter.install_provider(self.runtime.client.tokens.secrets)
+        self.checkpoints = Checkpoints(self.runtime.pending, self.runtime.dispatcher)
+        self.runtime.dispatcher.on_submit = self.checkpoints.note_sent
 
     @classmethod
     def append_builtin_config(cls, config_jsonschema: dict) -> None:
@@ -121,31 +128,42 @@ class TargetSalesforceCRM(Target):
         return sink
 
     def _write_state_message(self, state: dict) -> None:
-        """STATE only after everything it covers has landed or is durably dead-lettered."""
+        """The SDK's drain at the end (or at a signal): send and land everything read, then
+        emit the latest STATE, which is now safe."""
         self._flush_sinks()
         self.runtime.land_everything()
+        self._emit_safe_state()
+
+    def _emit_safe_state(self) -> None:
+        """Emit the latest STATE whose records have all landed or are durably dead-lettered."""
+        state = self.checkpoints.take_safe()
+        if state is None or state == self._emitted_state:
+            return
         if self.settings.dry_run:
             if not self._dry_run_state_noted:
                 self._dry_run_state_noted = True
                 self.logger.info("dry run: STATE not emitted, so a real run starts from the same "
                                  "place")
             return
-        if state != self._emitted_state:  # the SDK re-sends an unchanged STATE on every drain
-            super()._write_state_message(state)
-            self._emitted_state = state
+        self.runtime.dead_letter.sync()
+        super()._write_state_message(state)
+        self._emitted_state = state
 
-    def _handle_max_record_age(self) -> None:
-        """Checked once a second, not per record: send partial chunks at least once per max
-        age (so a slow stream still streams), then let the SDK drain and emit STATE."""
-        now = time.monotonic()
-        if now < self._next_age_check:
-            return
-        # once a second (more often only when a test lowers the max age below a minute)
-        self._next_age_check = now + min(1.0, 15 * self._MAX_RECORD_AGE_IN_MINUTES)
-        if now >= self._next_partial_flush:
+    def _tick(self, now: float) -> None:
+        """Once a second, between messages or from the idle alarm: send the partial chunks
+        when no RECORD came for IDLE_FLUSH_SECONDS or once per max age (so a slow stream
+        still streams; every other call carries a full batch), then emit the latest safe
+        STATE."""
+        self._next_tick = now + self._tick_seconds
+        if now - self._last_record >= IDLE_FLUSH_SECONDS or now >= self._next_partial_flush:
             self._next_partial_flush = now + 60 * self._MAX_RECORD_AGE_IN_MINUTES
             self._flush_sinks()
-        super()._handle_max_record_age()
+            for redirect in self.runtime.redirector.ready(flush=True):  # moved records too
+                self.runtime.dispatcher.submit(redirect)
+        self._emit_safe_state()
+
+    def _handle_max_record_age(self) -> None:
+        """The SDK's age check would drain and wait for every call; ``_tick`` does its job."""
 
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
         """SIGTERM/SIGINT: stop reading at a message boundary; ``invoke`` then drains.
@@ -159,18 +177,23 @@ class TargetSalesforceCRM(Target):
         if not self._busy:
             raise TerminationRequested(signum)
 
-    def _guarded(self, handler: t.Callable[[dict], None], message: dict) -> None:
+    def _guarded(self, handler: t.Callable[[dict], None], message: dict, *,
+                 record: bool = False) -> None:
+        """Run one message's handler as ``_busy``; an error leaves ``_busy`` set, so that no
+        signal handler acts while the run unwinds to its one error message."""
         self._busy = True
-        try:
-            handler(message)
-        finally:
-            self._busy = False
-            self._last_message = time.monotonic()
+        handler(message)
+        now = time.monotonic()
+        if record:
+            self._last_record = now
+        if now >= self._next_tick:
+            self._tick(now)
+        self._busy = False
         if self._termination is not None:
             raise TerminationRequested(self._termination)
 
     def _process_record_message(self, message_dict: dict) -> None:
-        self._guarded(self._process_record, message_dict)
+        self._guarded(self._process_record, message_dict, record=True)
 
     def _process_record(self, message_dict: dict) -> None:
         """A stream without stream maps skips the SDK's generic path (a record copy and an
@@ -187,8 +210,6 @@ class TargetSalesforceCRM(Target):
             return
         if sink.take(record, message_dict):
             self.drain_one(sink)
-        if time.monotonic() >= self._next_age_check:
-            self._handle_max_record_age()
 
     def _process_schema_message(self, message_dict: dict) -> None:
         self._guarded(super()._process_schema_message, message_dict)
@@ -212,7 +233,13 @@ class TargetSalesforceCRM(Target):
             self._plain_sinks.pop(stream_name, None)
 
     def _process_state_message(self, message_dict: dict) -> None:
-        self._guarded(super()._process_state_message, message_dict)
+        self._guarded(self._note_state, message_dict)
+
+    def _note_state(self, message_dict: dict) -> None:
+        latest = self._latest_state
+        super()._process_state_message(message_dict)
+        if self._latest_state is not latest:  # the SDK ignores a repeat of the latest STATE
+            self.checkpoints.arrived(self._latest_state)
 
     def _process_activate_version_message(self, message_dict: dict) -> None:
         self._guarded(super()._process_activate_version_message, message_dict)
@@ -225,29 +252,25 @@ class TargetSalesforceCRM(Target):
         )
 
     def _on_idle_alarm(self, signum: int, frame: FrameType | None) -> None:
-        """SIGALRM, once a second: when the tap has gone quiet, send the partial chunks and
-        emit STATE instead of holding them until the next line arrives.
+        """SIGALRM, once a second: while the tap is quiet (or sends only STATE heartbeats),
+        the partial chunks still go out after IDLE_FLUSH_SECONDS and STATE follows what lands.
 
         Only while the main thread waits in the reader (not ``_busy``), where none of our
-        locks or buffers is in use; an error raised here ends the run like any other."""
-        idle = time.monotonic() - self._last_message
-        if self._busy or idle < IDLE_FLUSH_SECONDS:
+        locks or buffers is in use; an error raised here ends the run like any other, and a
+        SIGTERM that came meanwhile is acted on at once."""
+        if self._busy:
             return
-        unsent_state = self._latest_state and self._latest_state != self._emitted_state
-        if any(sink.has_pending() for sink in self._our_sinks()) or unsent_state:
-            self._busy = True
-            try:
-                self._flush_sinks()
-                self.drain_all()
-            finally:
-                self._busy = False
-                self._last_message = time.monotonic()
+        self._busy = True
+        self._tick(time.monotonic())  # an error leaves ``_busy`` set, as in ``_guarded``
+        self._busy = False
+        if self._termination is not None:
+            raise TerminationRequested(self._termination)
 
     def watch_idle_input(self) -> None:
-        """Arm the once-a-second idle check (CLI runs only: signals belong to the process)."""
+        """Arm the idle check (CLI runs only: signals belong to the process)."""
         if hasattr(signal, "setitimer"):
             signal.signal(signal.SIGALRM, self._on_idle_alarm)
-            signal.setitimer(signal.ITIMER_REAL, 1.0, 1.0)
+            signal.setitimer(signal.ITIMER_REAL, self._tick_seconds, self._tick_seconds)
 
     def stop_after_signal(self, signum: int) -> None:
         """Land everything read, emit STATE for it, report the run as interrupted."""
@@ -272,6 +295,10 @@ class TargetSalesforceCRM(Target):
         self._busy = True  # a signal now must not interrupt the report
         if hasattr(signal, "setitimer"):
             signal.setitimer(signal.ITIMER_REAL, 0)
+        # also after a failure: the calls in flight end, and STATE moves as far as they allow
+        self.runtime.dispatcher.wait_idle(raise_failure=False)
+        with contextlib.suppress(DeadLetterUnwritable):  # already reported; no STATE then
+            self._emit_safe_state()
         self.runtime.finish(error, status)
 
     @classmethod

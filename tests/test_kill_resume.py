@@ -5,12 +5,12 @@ Ids with newer values (so replay order matters). A clean run gives the reference
 each kill point, the real CLI is fed slowly, killed, and a tap "resumes" with only what follows
 the last STATE the target printed; the org must end exactly as the clean run left it.
 
-About STATE cadence: singer-sdk 0.54 keeps only the latest STATE it read and emits it when it
-drains everything, i.e. at the end, on SIGTERM, or once the oldest record is older than
-``_MAX_RECORD_AGE_IN_MINUTES`` (lowered to 1 minute by this target). A SIGKILL less than a
-minute into a run therefore leaves no STATE at all (case ``sigkill_before_any_state``: the tap
-replays everything). To kill between mid-stream STATEs without minute-long runs, the other
-SIGKILL cases start the same CLI with that age lowered to a quarter of a second.
+About STATE cadence: the target emits, at most once a second, the latest STATE whose records
+have all landed, and partial chunks go out once per ``_MAX_RECORD_AGE_IN_MINUTES`` (1 minute).
+A SIGKILL in the first second leaves no STATE at all (case ``sigkill_before_any_state``: the tap
+replays everything). To kill between many mid-stream STATEs in a short run, the other SIGKILL
+cases start the same CLI with that age lowered to a quarter of a second (STATE then checked
+every 0.06 s).
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def reference(tmp_path_factory):
         text = singer_lines("contacts", records, state_every=STATE_EVERY)
         run = run_target(base_config(emu, directory), text, directory)
         assert run.returncode == 0, run.stderr
-        assert run.states == [{"offset": len(records)}]
+        assert run.states[-1] == {"offset": len(records)}
         assert _dead_lettered(directory) == _probes_below(records, len(records))
         return ids, records, message_lines(text), snapshot(emu)
 
@@ -141,10 +141,9 @@ def test_sigkill_then_resume_from_the_last_state_equals_a_clean_run(case, refere
         assert live.finish() == -signum, live.stderr[-2000:]
 
         state = live.last_state
-        if case == "sigkill_before_any_state":
-            assert state is None  # less than a minute in: no STATE yet, the tap replays it all
-        else:
+        if case != "sigkill_before_any_state":  # (that one may see a STATE on a slow machine)
             assert state is not None
+        if state is not None:
             # the STATE's promise: everything it covers is in the org or the dead-letter file
             assert _missing_below(emu, records, state["offset"]) == []
             assert _probes_below(records, state["offset"]) <= _dead_lettered(tmp_path)
