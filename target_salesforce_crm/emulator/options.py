@@ -22,4 +22,6 @@ OPTIONS: dict[str, Any] = {
     # the error for an Id that is neither live nor in the Recycle Bin (purged, or never was)
     "missing_record_error": lambda value: value in ("ENTITY_IS_DELETED",
                                                     "INVALID_CROSS_REFERENCE_KEY"),
+    # a CampaignMember.Status that is not one of its campaign's labels (§3.4, unverified)
+    "unknown_status": lambda value: value in ("reject", "default", "store"),
 }

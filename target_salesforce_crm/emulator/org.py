@@ -13,11 +13,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from . import campaigns
 from .faults import BULK_BATCH_ALLOCATION, FaultSettings
 from .ids import make_id, parse_id, to_18
 from .options import MAX_URI_BYTES, OPTIONS, QUERY_BATCH_SIZE
 from .schema import FieldSpec, SObjectSchema
-from .values import Error, record_error
 
 FAULT_KINDS = ("latency", "drop", "html_503", "http_503", "http_500", "lock", "token_expired",
                "concurrency_limit", "daily_limit", "poison", "storage_full", "request_error")
@@ -83,6 +83,12 @@ class Org:
         self.converted_leads: set[str] = set()
         self.converted_lead_edits = False
         self.missing_record_error = "ENTITY_IS_DELETED"
+        # per-object rules: checks before a write, follow-ups after it, merge/convert hooks
+        self.rules: dict[str, Any] = dict(campaigns.RULES)
+        self.after_write: dict[str, Any] = dict(campaigns.AFTER_WRITE)
+        self.merge_hooks: list[Any] = [campaigns.reparent_members]
+        self.convert_hooks: list[Any] = [campaigns.convert_members]
+        self.unknown_status = "reject"
 
     # --- limits and faults -------------------------------------------------
 
@@ -266,11 +272,15 @@ class Org:
         record.update(values)
         record.setdefault("CreatedDate", now)
         record.setdefault("LastModifiedDate", now)
-        derive(record)
+        if schema.compound_name:
+            derive(record)
         self.store[schema.name][key] = record
         self._index(schema, key, record, add=True)
         if record.get("IsConverted") is True:
             self.converted_leads.add(key)
+        hook = self.after_write.get(schema.name)
+        if hook is not None:
+            hook(self, schema, record, True)
         return record["Id"]
 
     def update(self, schema: SObjectSchema, key: str, values: dict[str, Any], now: str) -> str:
@@ -288,6 +298,9 @@ class Org:
             derive(record)
         for name in moved:
             self._index_field(indexes[name], key, record.get(name), add=True)
+        hook = self.after_write.get(schema.name)
+        if hook is not None:
+            hook(self, schema, record, False)
         return str(record["Id"])
 
     def delete(self, schema: SObjectSchema, key: str) -> None:
@@ -315,22 +328,6 @@ class Org:
     def purge(self, schema: SObjectSchema, key: str) -> None:
         """Empty a record out of the Recycle Bin: gone from queryAll too."""
         del self.deleted[schema.name][key]
-
-    def missing_error(self, schema: SObjectSchema, key: str) -> Error:
-        """The per-record error for writing to an Id that is not live."""
-        if key in self.deleted[schema.name] or self.missing_record_error == "ENTITY_IS_DELETED":
-            return record_error("ENTITY_IS_DELETED", "entity is deleted")
-        return record_error("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")
-
-    def update_blocks(self, schema: SObjectSchema, key: str | None) -> list[Error]:
-        """Errors that stop any update of a live record (a converted Lead, §2.2)."""
-        if key in self.converted_leads and not self.converted_lead_edits:
-            return [record_error("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead")]
-        return []
-
-    def slow_path(self, schema: SObjectSchema) -> bool:
-        """Whether writes to this object need the record-by-record checks of `dml`."""
-        return bool(self.converted_leads) and schema.name == "Lead"
 
     def _index(self, schema: SObjectSchema, key: str, record: dict[str, Any], *, add: bool) -> None:
         for field_name, index in self.indexes[schema.name].items():

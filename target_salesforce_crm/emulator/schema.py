@@ -70,6 +70,7 @@ class SObjectSchema:
     updateable_names: frozenset[str]
     describe_body: bytes
     plans: dict[tuple[str, ...], Any] = field(default_factory=dict, repr=False)  # see prepare
+    compound_name: bool = True  # Name follows FirstName/LastName (Contact, Lead)
 
     def field(self, name: str) -> FieldSpec | None:
         return self.by_lower.get(name.lower())
@@ -278,7 +279,7 @@ def _lead_fields() -> list[FieldSpec]:
 
 
 def _build(name: str, label: str, plural: str, prefix: str,
-           fields: list[FieldSpec]) -> SObjectSchema:
+           fields: list[FieldSpec], *, compound_name: bool = True) -> SObjectSchema:
     describe = {
         "name": name,
         "label": label,
@@ -309,6 +310,7 @@ def _build(name: str, label: str, plural: str, prefix: str,
         createable_names=frozenset(spec.name for spec in fields if spec.createable),
         updateable_names=frozenset(spec.name for spec in fields if spec.updateable),
         describe_body=json.dumps(describe).encode(),
+        compound_name=compound_name,
     )
 
 
@@ -335,3 +337,9 @@ def build_schemas(segment_fields: Iterable[str]) -> dict[str, SObjectSchema]:
                           _contact_fields() + _custom_fields(segments)),
         "Lead": _build("Lead", "Lead", "Leads", "00Q", _lead_fields() + _custom_fields(segments)),
     }
+
+
+# for the modules that describe further objects (objects.py) and fields (tooling.py)
+make_field = _field
+make_reference = _reference
+build_object = _build

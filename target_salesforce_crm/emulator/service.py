@@ -11,6 +11,7 @@ from typing import Any
 
 from .auth import ORG_ID, Credentials, OAuthServer
 from .faults import FaultSettings
+from .objects import more_schemas
 from .org import Org
 from .schema import build_schemas
 from .server import App, EmulatorHTTPServer
@@ -63,7 +64,7 @@ class Emulator:
             rotate_refresh_tokens=rotate_refresh_tokens, jwt_public_key=jwt_public_key,
             generic_login_host=generic_login_host,
         )
-        self._app = App(org=Org(build_schemas(segment_fields), settings),
+        self._app = App(org=Org({**build_schemas(segment_fields), **more_schemas()}, settings),
                         oauth=OAuthServer(credentials, refresh_tokens, settings, org_id))
         self._host = host
         self._requested_port = port
