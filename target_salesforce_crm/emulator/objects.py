@@ -1,6 +1,7 @@
 """Describe metadata for the objects beyond Contact and Lead: Campaign, CampaignMember and
-CampaignMemberStatus (contract part 2, §3), and the setup objects that grant field-level
-security (§5.3: PermissionSet, FieldPermissions, PermissionSetAssignment)."""
+CampaignMemberStatus (contract part 2, §3), the setup objects that grant field-level
+security (§5.3: PermissionSet, FieldPermissions, PermissionSetAssignment), and the Tooling
+API's CustomField (§5.1)."""
 
 from __future__ import annotations
 
@@ -90,7 +91,57 @@ def _campaign_member_status() -> SObjectSchema:
         ], compound_name=False)
 
 
+def _permission_objects() -> list[SObjectSchema]:
+    return [
+        build_object("PermissionSet", "Permission Set", "Permission Sets", "0PS", [
+            *_base("PermissionSet"),
+            make_field("Name", "Name", "string", 80, nillable=False),
+            make_field("Label", "Label", "string", 80, nillable=False),
+            make_field("Description", "Description", "string", 255),
+            make_field("IsOwnedByProfile", "Is Owned By Profile", "boolean", createable=False,
+                       updateable=False, nillable=False, defaulted=True, default=False),
+            *_audit(),
+        ], compound_name=False),
+        build_object("FieldPermissions", "Field Permissions", "Field Permissions", "01k", [
+            *_base("FieldPermissions"),
+            make_reference("ParentId", "Parent ID", ["PermissionSet"], createable=True,
+                           nillable=False),
+            make_field("SobjectType", "Object Name", "picklist", 40, updateable=False,
+                       nillable=False),
+            make_field("Field", "Field Name", "picklist", 255, updateable=False,
+                       nillable=False),
+            make_field("PermissionsRead", "Read Access", "boolean", nillable=False,
+                       defaulted=True, default=False),
+            make_field("PermissionsEdit", "Edit Access", "boolean", nillable=False,
+                       defaulted=True, default=False),
+            *_audit(),
+        ], compound_name=False),
+        build_object("PermissionSetAssignment", "Permission Set Assignment",
+                     "Permission Set Assignments", "0Pa", [
+            *_base("PermissionSetAssignment"),
+            make_reference("AssigneeId", "Assignee ID", ["User"], createable=True,
+                           nillable=False),
+            make_reference("PermissionSetId", "Permission Set ID", ["PermissionSet"],
+                           createable=True, nillable=False),
+            *_audit(),
+        ], compound_name=False),
+    ]
+
+
+def custom_field_schema() -> SObjectSchema:
+    """The Tooling API's CustomField, as far as a Tooling query reads it (§5.1)."""
+    return build_object("CustomField", "Custom Field", "Custom Fields", "00N", [
+        make_field("Id", "Custom Field Definition ID", "id", 18, createable=False,
+                   updateable=False, nillable=False, defaulted=True, id_lookup=True),
+        make_field("DeveloperName", "Field Name", "string", 40, nillable=False),
+        make_field("TableEnumOrId", "Table Enum or ID", "string", 40, nillable=False),
+        make_field("FullName", "Full Name", "string", 255),
+        *_audit(),
+    ], compound_name=False)
+
+
 def more_schemas() -> dict[str, SObjectSchema]:
     """The further objects keyed by API name."""
-    schemas = [_campaign(), _campaign_member(), _campaign_member_status()]
+    schemas = [_campaign(), _campaign_member(), _campaign_member_status(),
+               *_permission_objects()]
     return {schema.name: schema for schema in schemas}

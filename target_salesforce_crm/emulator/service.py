@@ -12,6 +12,7 @@ from typing import Any
 from .auth import ORG_ID, Credentials, OAuthServer
 from .faults import FaultSettings
 from .objects import more_schemas
+from .options import set_options
 from .org import Org
 from .schema import build_schemas
 from .server import App, EmulatorHTTPServer
@@ -143,7 +144,7 @@ class Emulator:
 
     def set_options(self, **options: Any) -> dict[str, Any]:
         """Change behaviour switches such as `query_batch_size` (see `org.OPTIONS`)."""
-        return self._app.org.set_options(options)
+        return set_options(self._app.org, options)
 
     def reset_usage(self) -> None:
         """Daily API usage back to zero, as when the rolling 24-hour window moves on."""
