@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m target_salesforce_crm.emulator",
         description="Local Salesforce org emulator (OAuth, describe, sObject Collections, "
-                    "Bulk API 2.0 ingest, limits, fault injection).",
+                    "Bulk API 2.0 ingest, SOQL, Campaigns, Tooling API, limits, fault "
+                    "injection).",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
