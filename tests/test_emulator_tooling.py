@@ -6,7 +6,7 @@ import pytest
 import requests
 from test_emulator_soql import V, collections, login, soql
 
-from target_salesforce_crm.emulator import FIXTURE_CREDENTIALS, Emulator
+from target_salesforce_crm.emulator import FIXTURE_CREDENTIALS, Emulator, make_id
 
 LONG_TEXT = {"FullName": "Contact.Seg_High_Value__c",
              "Metadata": {"label": "Seg High Value", "type": "LongTextArea", "length": 32768,
@@ -17,6 +17,13 @@ LONG_TEXT = {"FullName": "Contact.Seg_High_Value__c",
 def emu():
     with Emulator(random_seed=7) as emulator:
         yield emulator
+
+
+def test_userinfo_follows_a_configured_org_id():
+    org_id = make_id("00D", 4242)
+    with Emulator(org_id=org_id) as emulator:
+        info = login(emulator).get(emulator.url + "/services/oauth2/userinfo", timeout=10).json()
+        assert info["organization_id"] == org_id and org_id in info["sub"]
 
 
 def tooling_field(session: requests.Session, emu: Emulator, body: dict) -> requests.Response:

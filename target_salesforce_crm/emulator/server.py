@@ -231,7 +231,8 @@ class Handler(FastHandler):
         if check is None or check.status != "ok":
             self.send_json(403, "Bad_OAuth_Token")
             return
-        self.send_json(200, tooling.userinfo(app.oauth.credentials.username, app.base_url))
+        self.send_json(200, tooling.userinfo(app.oauth.credentials.username, app.oauth.org_id,
+                                             app.base_url))
 
     # --- authenticated REST API -------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .auth import ORG_ID, USER_ID
+from .auth import USER_ID
 from .ids import make_id
 from .objects import custom_field_schema
 from .org import Org, timestamp
@@ -155,11 +155,11 @@ def handle(org: Org, method: str, version: int, segments: list[str], query_strin
     raise not_found()
 
 
-def userinfo(username: str, base_url: str) -> dict[str, Any]:
+def userinfo(username: str, org_id: str, base_url: str) -> dict[str, Any]:
     """The OpenID Connect userinfo body for the emulator's one API user."""
     return {
-        "sub": f"https://login.salesforce.com/id/{ORG_ID}/{USER_ID}", "user_id": USER_ID,
-        "organization_id": ORG_ID, "preferred_username": username, "nickname": "integration",
+        "sub": f"https://login.salesforce.com/id/{org_id}/{USER_ID}", "user_id": USER_ID,
+        "organization_id": org_id, "preferred_username": username, "nickname": "integration",
         "name": "Integration User", "email": username, "email_verified": True,
         "given_name": "Integration", "family_name": "User", "zoneinfo": "GMT", "active": True,
         "user_type": "STANDARD", "language": "en_US", "locale": "en_US", "utcOffset": 0,
