@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 import requests
 
-from target_salesforce_crm.emulator import FIXTURE_CREDENTIALS, Emulator
+from target_salesforce_crm.emulator import FIXTURE_CREDENTIALS, Emulator, make_id
 
 V = "v60.0"
 
@@ -438,3 +444,100 @@ def test_single_record_resources(emu):
     after = session.patch(f"{base}/{new_id}", json={"Title": "x"}, timeout=10)
     assert after.status_code == 404 and after.json()[0]["errorCode"] == "ENTITY_IS_DELETED"
     assert session.get(f"{base}/{new_id}", timeout=10).status_code == 404
+
+
+# --- checkbox and picklist segment fields (contract part 2, §4) ---------------------------
+
+TYPED_SEGMENTS = ["Seg_Churned__c:checkbox", "Seg_Status__c:picklist=realized|existing|exited",
+                  "Seg_Note__c", "Seg_Long__c:textarea"]
+
+
+def test_typed_segment_fields_in_describe():
+    with Emulator(segment_fields=TYPED_SEGMENTS) as emu:
+        session = login(emu)
+        for object_name in ("Contact", "Lead"):
+            fields = {f["name"]: f for f in session.get(
+                f"{emu.url}/services/data/{V}/sobjects/{object_name}/describe",
+                timeout=10).json()["fields"]}
+            checkbox = fields["Seg_Churned__c"]
+            assert (checkbox["type"], checkbox["nillable"], checkbox["defaultValue"],
+                    checkbox["filterable"]) == ("boolean", False, False, True)
+            picklist = fields["Seg_Status__c"]
+            assert picklist["type"] == "picklist" and picklist["restrictedPicklist"] is True
+            assert [v["value"] for v in picklist["picklistValues"]] == [
+                "realized", "existing", "exited"]
+            for name in ("Seg_Note__c", "Seg_Long__c"):
+                assert fields[name]["type"] == "textarea"
+                assert fields[name]["length"] == 32768 and fields[name]["filterable"] is False
+
+
+def test_typed_segment_field_writes_and_queries():
+    with Emulator(segment_fields=TYPED_SEGMENTS) as emu:
+        a, b = emu.seed("Contact", [{"LastName": "A"}, {"LastName": "B"}])
+        session = login(emu)
+        results = collections(session, emu, "PATCH", [
+            {"attributes": {"type": "Contact"}, "id": a, "Seg_Churned__c": True,
+             "Seg_Status__c": "realized"},
+            {"attributes": {"type": "Contact"}, "id": b, "Seg_Status__c": "Realized"},
+            {"attributes": {"type": "Contact"}, "id": b, "Seg_Churned__c": "yes"},
+        ])
+        assert results[0]["success"] is True
+        assert results[1]["errors"] == [{
+            "statusCode": "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+            "message": "Seg Status: bad value for restricted picklist field: Realized",
+            "fields": ["Seg_Status__c"]}]
+        assert results[2]["errors"][0]["statusCode"] == "INVALID_TYPE_ON_FIELD_IN_RECORD"
+        assert emu.get("Contact", b)["Seg_Churned__c"] is False  # the checkbox default
+        body = soql(session, emu, "SELECT Id, Seg_Churned__c FROM Contact WHERE "
+                                  "Seg_Churned__c = TRUE AND Seg_Status__c = 'realized'").json()
+        assert body["records"] == [{"attributes": {
+            "type": "Contact", "url": f"/services/data/{V}/sobjects/Contact/{a}"},
+            "Id": a, "Seg_Churned__c": True}]
+
+
+@pytest.mark.parametrize("spec", ["Seg_A__c:bogus", "Seg_A__c:picklist", "Seg_A__c:picklist=",
+                                  "Seg_A__c:checkbox=a|b", "Seg A__c:checkbox"])
+def test_bad_segment_field_specs(spec):
+    with pytest.raises(ValueError, match="segment field"):
+        Emulator(segment_fields=[spec])
+
+
+def test_cli_takes_typed_segment_fields_seeds_and_batch_size(tmp_path):
+    master, loser = make_id("003", 901), make_id("003", 902)
+    (tmp_path / "contacts.jsonl").write_text("\n".join(json.dumps(row) for row in [
+        {"Id": master, "LastName": "Master", "Seg_Churned__c": True},
+        {"Id": loser, "LastName": "Loser", "IsDeleted": True, "MasterRecordId": master},
+        {"LastName": "Third"},
+    ]) + "\n")
+    (tmp_path / "campaigns.jsonl").write_text(json.dumps({"Name": "From seed"}) + "\n")
+    ready = tmp_path / "ready"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "target_salesforce_crm.emulator", "--ready-file", str(ready),
+         "--segment-field", "Seg_Churned__c:checkbox", "--query-batch-size", "1",
+         "--seed", f"Contact={tmp_path / 'contacts.jsonl'}",
+         "--seed", f"Campaign={tmp_path / 'campaigns.jsonl'}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists(), process.stderr.read() if process.poll() is not None else "slow"
+        url = ready.read_text().strip()
+        session = login(type("Started", (), {"url": url})())
+        first = session.get(f"{url}/services/data/{V}/queryAll",
+                            params={"q": "SELECT Id, IsDeleted, MasterRecordId FROM Contact "
+                                         "ORDER BY LastName"}, timeout=10).json()
+        assert first["totalSize"] == 3 and len(first["records"]) == 1
+        assert first["records"][0] == {**first["records"][0], "Id": loser,
+                                       "IsDeleted": True, "MasterRecordId": master}
+        second = session.get(url + first["nextRecordsUrl"], timeout=10).json()
+        assert second["records"][0]["Id"] == master and second["done"] is False
+        churned = session.get(f"{url}/services/data/{V}/query", params={
+            "q": "SELECT Id FROM Contact WHERE Seg_Churned__c = true"}, timeout=10).json()
+        assert [r["Id"] for r in churned["records"]] == [master]
+        statuses = session.get(f"{url}/services/data/{V}/query", params={
+            "q": "SELECT COUNT() FROM CampaignMemberStatus"}, timeout=10).json()
+        assert statuses["totalSize"] == 2
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)

@@ -9,6 +9,7 @@ import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from . import options
 from .lifecycle import ACTIONS
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ def handle_admin(app: App, method: str, path: str, body: bytes) -> tuple[int, An
         if parts == ["faults"] and method == "GET":
             return 200, org.faults.as_dict()
         if parts == ["options"] and method == "GET":
-            return 200, org.options()
+            return 200, options.current(org)
         if parts == ["reset-usage"] and method == "POST":
             org.reset_usage()
             return 200, {"api_usage": 0}
@@ -60,7 +61,7 @@ def _post(app: App, parts: list[str], body: bytes) -> tuple[int, Any]:
     if parts[0] == "options":
         if not isinstance(payload, dict):
             return 400, {"error": "expected a JSON object of options"}
-        return 200, app.org.set_options(payload)
+        return 200, options.set_options(app.org, payload)
     if parts[0] == "faults":
         if not isinstance(payload, dict):
             return 400, {"error": "expected a JSON object of fault settings"}

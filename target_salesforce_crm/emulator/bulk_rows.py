@@ -35,6 +35,7 @@ from .dml import (  # the collections' per-record rules, shared on purpose
 from .ids import parse_id, to_18
 from .org import Org, timestamp
 from .prepare import MISSING, Prepared, expand, prepare, prepare_exact, scan
+from .rules import check_rules, missing_error, update_blocks
 from .schema import FieldSpec, SObjectSchema
 from .values import Error, record_error
 
@@ -193,6 +194,7 @@ def _commit(org: Org, prepared: list[Prepared]) -> list[Outcome]:
 def _insert(org: Org, target: Target, records: list[dict[str, Any]]) -> list[Outcome]:
     prepared = prepare(org, records, target.schema)
     seen: dict[tuple[str, str, str], str] = {}
+    scratch: dict[Any, Any] = {}  # the object rules' per-batch memory
     with org.lock:
         for prep in prepared:
             _drop_null_defaults(prep)
@@ -200,7 +202,8 @@ def _insert(org: Org, target: Target, records: list[dict[str, Any]]) -> list[Out
             if prep.id_value is not MISSING:
                 errors = [record_error("INVALID_FIELD_FOR_INSERT_UPDATE",
                                        "cannot specify Id in an insert call", ["Id"]), *errors]
-            errors = errors or _unique_errors(org, prep, seen) or _write_faults(org, prep)
+            errors = errors or _unique_errors(org, prep, seen) \
+                or check_rules(org, prep, scratch) or _write_faults(org, prep)
             prep.outcome = errors
             if not errors:
                 _remember_unique(prep, seen)
@@ -228,12 +231,14 @@ def _update(org: Org, target: Target, records: list[dict[str, Any]]) -> list[Out
     if prepared is None:
         prepared = prepare_exact(org, records, target.schema)
     seen: dict[tuple[str, str, str], str] = {}
+    scratch: dict[Any, Any] = {}  # the object rules' per-batch memory
     with org.lock:
         for prep in prepared:
-            errors = _resolve_id(org, prep) or org.update_blocks(prep.schema, prep.key)
+            errors = _resolve_id(org, prep) or update_blocks(org, prep.key)
             if not errors:
                 errors = _field_errors(prep, creating=False)
-                errors = errors or _unique_errors(org, prep, seen) or _write_faults(org, prep)
+                errors = errors or _unique_errors(org, prep, seen) \
+                    or check_rules(org, prep, scratch) or _write_faults(org, prep)
             prep.outcome = errors
             if not errors:
                 _remember_unique(prep, seen)
@@ -277,7 +282,7 @@ def _delete(org: Org, target: Target, rows: list[list[str]]) -> list[Outcome]:
             elif key is None or not key.startswith(schema.key_prefix):
                 errors = [record_error("MALFORMED_ID", f"malformed id {raw}")]
             elif key not in org.store[schema.name]:
-                errors = [org.missing_error(schema, key)]
+                errors = [missing_error(org, schema, key)]
             else:
                 errors = _lock_error(org, Prepared(schema, [], {}, [], set(), key=key))
                 if not errors:

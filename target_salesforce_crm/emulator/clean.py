@@ -16,6 +16,7 @@ from typing import Any
 
 from .org import Org, derive, timestamp
 from .prepare import Group, in_key_order
+from .rules import slow_path
 from .schema import FieldSpec, SObjectSchema
 
 _KEY = itemgetter(slice(0, 15))
@@ -32,7 +33,7 @@ def update_clean(org: Org, schema: SObjectSchema, groups: list[Group], count: in
     indexed, every Id exactly as the org handed it out, no record faults. Call with
     the lock held.
     """
-    if org.record_faults_on() or org.slow_path(schema) or not all(
+    if org.record_faults_on() or slow_path(org, schema) or not all(
             group.clean and group.plan.has_id and group.plan.updateable
             and not group.plan.unique and not group.plan.indexed
             and (group.plan.canonical or in_key_order(group)) for group in groups):
@@ -107,7 +108,7 @@ def upsert_clean(org: Org, schema: SObjectSchema, key_spec: FieldSpec, groups: l
     allowed for the insert or update its match decides, no record faults. Call with
     the lock held.
     """
-    if org.record_faults_on() or org.slow_path(schema):
+    if org.record_faults_on() or slow_path(org, schema):
         return None
     plans: list[Any] = [None] * count
     keys: list[Any] = [None] * count

@@ -26,15 +26,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m target_salesforce_crm.emulator",
         description="Local Salesforce org emulator (OAuth, describe, sObject Collections, "
-                    "Bulk API 2.0 ingest, limits, fault injection).",
+                    "Bulk API 2.0 ingest, SOQL, Campaigns, Tooling API, limits, fault "
+                    "injection).",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--segment-field", action="append", dest="segment_fields", metavar="NAME",
-                        help="Text Area (Long) custom field to add to Contact and Lead "
-                             "(repeatable; default Seg_Loyal__c)")
+    parser.add_argument("--segment-field", action="append", dest="segment_fields",
+                        metavar="NAME[:KIND]",
+                        help="custom field to add to Contact and Lead (repeatable; default "
+                             "Seg_Loyal__c): NAME or NAME:textarea is a Text Area (Long), "
+                             "NAME:checkbox a Checkbox, NAME:picklist=a|b|c a restricted "
+                             "picklist of those values")
     parser.add_argument("--seed", action="append", default=[], metavar="OBJECT=path.jsonl",
-                        help="load records (one JSON object per line) before serving")
+                        help="load records (one JSON object per line) before serving; any "
+                             "object (Contact, Lead, Campaign, CampaignMember, ...), rows may "
+                             "set IsDeleted, MasterRecordId, IsConverted, Converted*")
     parser.add_argument("--ready-file", type=Path, help="write the base URL here once serving")
     parser.add_argument("--tls-cert", type=Path, metavar="FILE",
                         help="serve HTTPS with this PEM certificate (chain)")

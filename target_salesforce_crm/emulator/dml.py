@@ -31,6 +31,7 @@ from .prepare import (
     prepare_exact,
     scan,
 )
+from .rules import check_rules, missing_error, update_blocks
 from .schema import FieldSpec, SObjectSchema
 from .values import Error, access_and_required, record_error
 
@@ -206,6 +207,7 @@ def create(org: Org, raw: bytes) -> bytes:
     prepared = prepare(org, records, None)
     _check_chunks(prepared)
     seen: dict[tuple[str, str, str], str] = {}
+    scratch: dict[Any, Any] = {}  # the object rules' per-request memory
     with org.lock:
         org.collections_records += len(prepared)
         for prep in prepared:
@@ -214,7 +216,8 @@ def create(org: Org, raw: bytes) -> bytes:
             if prep.id_value is not MISSING:
                 errors = [record_error("INVALID_FIELD_FOR_INSERT_UPDATE",
                                        "cannot specify Id in an insert call", ["Id"]), *errors]
-            errors = errors or _unique_errors(org, prep, seen) or _write_faults(org, prep)
+            errors = errors or _unique_errors(org, prep, seen) \
+                or check_rules(org, prep, scratch) or _write_faults(org, prep)
             prep.outcome = errors
             if not errors:
                 _remember_unique(prep, seen)
@@ -236,7 +239,7 @@ def _resolve_id(org: Org, prep: Prepared) -> list[Error]:
         return [record_error("MALFORMED_ID",
                              f"{prep.schema.label} ID: id value of incorrect type: {raw}", ["Id"])]
     if key not in org.store[prep.schema.name]:
-        return [org.missing_error(prep.schema, key)]
+        return [missing_error(org, prep.schema, key)]
     prep.key = key
     return []
 
@@ -256,13 +259,15 @@ def update(org: Org, raw: bytes) -> bytes:
         prepared = prepare_exact(org, records, None)
     _check_chunks(prepared)
     seen: dict[tuple[str, str, str], str] = {}
+    scratch: dict[Any, Any] = {}  # the object rules' per-request memory
     with org.lock:
         org.collections_records += len(prepared)
         for prep in prepared:
-            errors = _resolve_id(org, prep) or org.update_blocks(prep.schema, prep.key)
+            errors = _resolve_id(org, prep) or update_blocks(org, prep.key)
             if not errors:
                 errors = _field_errors(prep, creating=False)
-                errors = errors or _unique_errors(org, prep, seen) or _write_faults(org, prep)
+                errors = errors or _unique_errors(org, prep, seen) \
+                    or check_rules(org, prep, scratch) or _write_faults(org, prep)
             prep.outcome = errors
             if not errors:
                 _remember_unique(prep, seen)
@@ -316,7 +321,7 @@ def _upsert_record(org: Org, prep: Prepared, key_spec: FieldSpec, value: Any,
                              "than one record during an upsert.")]
     if matches:
         prep.key = matches[0]
-        blocked = org.update_blocks(prep.schema, prep.key)
+        blocked = update_blocks(org, prep.key)
         if blocked:
             return blocked
     else:
@@ -345,7 +350,7 @@ def delete(org: Org, query: dict[str, list[str]]) -> bytes:
             if key is None or schema is None:
                 planned.append((None, None, [record_error("MALFORMED_ID", f"malformed id {raw}")]))
             elif key not in org.store[schema.name]:
-                planned.append((schema, key, [org.missing_error(schema, key)]))
+                planned.append((schema, key, [missing_error(org, schema, key)]))
             elif key in doomed:
                 planned.append((schema, key, [record_error("ENTITY_IS_DELETED",
                                                            "entity is deleted")]))

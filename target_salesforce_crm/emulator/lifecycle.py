@@ -22,12 +22,6 @@ CONVERTED_STATUS = "Closed - Converted"
 _ACCOUNT_NUMBERS = itertools.count(1)  # Accounts are not stored; their Ids only need to differ
 _CONTACT_FROM_LEAD = ("FirstName", "LastName", "Email", "Phone", "Title", "Description")
 
-# called as hook(org, schema, loser_key, master_key) with the lock held, after a merge;
-# other modules (campaigns) register here to re-parent their records
-MERGE_HOOKS: list[Callable[[Org, SObjectSchema, str, str], None]] = []
-# called as hook(org, lead_key, contact_id) with the lock held, after a conversion
-CONVERT_HOOKS: list[Callable[[Org, str, str], None]] = []
-
 
 def _locate(org: Org, record_id: Any, *, expected: str | None = None,
             deleted: bool = False) -> tuple[SObjectSchema, str]:
@@ -79,7 +73,7 @@ def convert_lead(org: Org, payload: Any) -> dict[str, Any]:
             "ConvertedAccountId": account_id, "ConvertedOpportunityId": None,
             "Status": payload.get("status") or CONVERTED_STATUS}, now)
         org.converted_leads.add(lead_key)
-        for hook in CONVERT_HOOKS:
+        for hook in org.convert_hooks:
             hook(org, lead_key, contact_id)
         return {"lead_id": lead["Id"], "contact_id": contact_id, "account_id": account_id}
 
@@ -100,8 +94,8 @@ def merge(org: Org, payload: Any) -> dict[str, Any]:
         master_id = org.store[schema.name][master_key]["Id"]
         for key in keys:
             org.soft_delete(schema, key, now, master_id)
-            for hook in MERGE_HOOKS:
-                hook(org, schema, key, master_key)
+            for hook in org.merge_hooks:
+                hook(org, schema, key, master_key, now)
         return {"master_id": master_id,
                 "merged_ids": [org.deleted[schema.name][key]["Id"] for key in keys]}
 

@@ -13,11 +13,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from . import campaigns, permissions
 from .faults import BULK_BATCH_ALLOCATION, FaultSettings
 from .ids import make_id, parse_id, to_18
-from .options import MAX_URI_BYTES, OPTIONS, QUERY_BATCH_SIZE
+from .options import CUSTOM_FIELD_LIMIT, MAX_URI_BYTES, QUERY_BATCH_SIZE
 from .schema import FieldSpec, SObjectSchema
-from .values import Error, record_error
 
 FAULT_KINDS = ("latency", "drop", "html_503", "http_503", "http_500", "lock", "token_expired",
                "concurrency_limit", "daily_limit", "poison", "storage_full", "request_error")
@@ -56,11 +56,7 @@ class Org:
             for name, schema in schemas.items()
         }
         self._counters = {schema.key_prefix: 0 for schema in schemas.values()}
-        self._defaults = {
-            name: {spec.name: spec.default_value for spec in schema.fields
-                   if spec.defaulted_on_create and spec.default_value is not None}
-            for name, schema in schemas.items()
-        }
+        self._defaults = {name: _defaults(schema) for name, schema in schemas.items()}
         self.api_usage = faults.initial_api_usage
         self.locked_keys = _keys(faults.lock_forever_ids)
         self.storage_left = faults.storage_full_after  # record writes before storage is full
@@ -83,6 +79,18 @@ class Org:
         self.converted_leads: set[str] = set()
         self.converted_lead_edits = False
         self.missing_record_error = "ENTITY_IS_DELETED"
+        # per-object rules: checks before a write, follow-ups after it, merge/convert hooks
+        self.rules: dict[str, Any] = {**campaigns.RULES, **permissions.RULES}
+        self.after_write: dict[str, Any] = {**campaigns.AFTER_WRITE, **permissions.AFTER_CHANGE}
+        self.after_delete: dict[str, Any] = dict(permissions.AFTER_CHANGE)
+        self.merge_hooks: list[Any] = [campaigns.reparent_members]
+        self.convert_hooks: list[Any] = [campaigns.convert_members]
+        self.unknown_status = "reject"
+        # Tooling API (tooling.py): made fields per object (shown once FLS grants them) and
+        # each such object's fields before any was made
+        self.custom_fields: dict[str, list[FieldSpec]] = {}
+        self.base_fields: dict[str, list[FieldSpec]] = {}
+        self.custom_field_limit = CUSTOM_FIELD_LIMIT
 
     # --- limits and faults -------------------------------------------------
 
@@ -191,24 +199,6 @@ class Org:
             if "bulk_batches_remaining" in values:
                 self.bulk_batches_remaining = self.faults.bulk_batches_remaining
 
-    def set_options(self, values: dict[str, Any]) -> dict[str, Any]:
-        """Change behaviour switches (see `OPTIONS`) after checking every one."""
-        checked = {}
-        for name, value in values.items():
-            allowed = OPTIONS.get(name)
-            if allowed is None:
-                raise ValueError(f"unknown option: {name}")
-            if not allowed(value):
-                raise ValueError(f"invalid value for {name}: {value!r}")
-            checked[name] = value
-        with self.lock:
-            for name, value in checked.items():
-                setattr(self, name, value)
-            return self.options()
-
-    def options(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in OPTIONS}
-
     def reset_usage(self) -> None:
         with self.lock:
             self.api_usage = 0
@@ -266,11 +256,15 @@ class Org:
         record.update(values)
         record.setdefault("CreatedDate", now)
         record.setdefault("LastModifiedDate", now)
-        derive(record)
+        if schema.compound_name:
+            derive(record)
         self.store[schema.name][key] = record
         self._index(schema, key, record, add=True)
         if record.get("IsConverted") is True:
             self.converted_leads.add(key)
+        hook = self.after_write.get(schema.name)
+        if hook is not None:
+            hook(self, schema, record, True)
         return record["Id"]
 
     def update(self, schema: SObjectSchema, key: str, values: dict[str, Any], now: str) -> str:
@@ -288,6 +282,9 @@ class Org:
             derive(record)
         for name in moved:
             self._index_field(indexes[name], key, record.get(name), add=True)
+        hook = self.after_write.get(schema.name)
+        if hook is not None:
+            hook(self, schema, record, False)
         return str(record["Id"])
 
     def delete(self, schema: SObjectSchema, key: str) -> None:
@@ -302,6 +299,9 @@ class Org:
         self.converted_leads.discard(key)
         record.update(IsDeleted=True, MasterRecordId=master_id, LastModifiedDate=now)
         self.deleted[schema.name][key] = record
+        hook = self.after_delete.get(schema.name)
+        if hook is not None:
+            hook(self, schema, record, False)
         return record
 
     def undelete(self, schema: SObjectSchema, key: str, now: str) -> None:
@@ -311,26 +311,23 @@ class Org:
         self._index(schema, key, record, add=True)
         if record.get("IsConverted") is True:
             self.converted_leads.add(key)
+        hook = self.after_write.get(schema.name)
+        if hook is not None:
+            hook(self, schema, record, False)
 
     def purge(self, schema: SObjectSchema, key: str) -> None:
         """Empty a record out of the Recycle Bin: gone from queryAll too."""
         del self.deleted[schema.name][key]
 
-    def missing_error(self, schema: SObjectSchema, key: str) -> Error:
-        """The per-record error for writing to an Id that is not live."""
-        if key in self.deleted[schema.name] or self.missing_record_error == "ENTITY_IS_DELETED":
-            return record_error("ENTITY_IS_DELETED", "entity is deleted")
-        return record_error("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")
-
-    def update_blocks(self, schema: SObjectSchema, key: str | None) -> list[Error]:
-        """Errors that stop any update of a live record (a converted Lead, §2.2)."""
-        if key in self.converted_leads and not self.converted_lead_edits:
-            return [record_error("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead")]
-        return []
-
-    def slow_path(self, schema: SObjectSchema) -> bool:
-        """Whether writes to this object need the record-by-record checks of `dml`."""
-        return bool(self.converted_leads) and schema.name == "Lead"
+    def replace_schema(self, schema: SObjectSchema) -> None:
+        """Swap in a rebuilt describe of an object (a field appeared, or its access changed)."""
+        name = schema.name
+        self.schemas[name] = schema
+        self.schemas_lower[name.lower()] = schema
+        self.by_prefix[schema.key_prefix] = schema
+        self._defaults[name] = _defaults(schema)
+        for spec in schema.external_id_fields():
+            self.indexes[name].setdefault(spec.name, {})
 
     def _index(self, schema: SObjectSchema, key: str, record: dict[str, Any], *, add: bool) -> None:
         for field_name, index in self.indexes[schema.name].items():
@@ -402,6 +399,11 @@ class Org:
 def _keys(record_ids: Iterable[str]) -> frozenset[str]:
     """15-character storage keys of (already checked) record Ids."""
     return frozenset(key for key in map(parse_id, record_ids) if key is not None)
+
+
+def _defaults(schema: SObjectSchema) -> dict[str, Any]:
+    return {spec.name: spec.default_value for spec in schema.fields
+            if spec.defaulted_on_create and spec.default_value is not None}
 
 
 DERIVED_INPUTS = frozenset({"FirstName", "LastName", "Loyalty_Score__c"})

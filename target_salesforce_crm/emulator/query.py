@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from .ids import make_id, parse_id
 from .prepare import RequestError
-from .schema import FieldSpec
+from .schema import FieldSpec, SObjectSchema
 from .soql import LIKE_ESCAPE, Condition, Junction, Negation, Query, parse
 
 if TYPE_CHECKING:
@@ -154,16 +154,18 @@ def _output(spec: FieldSpec, value: Any) -> Any:
     return value
 
 
-def execute(org: Org, soql: str, *, include_deleted: bool,
-            version: int) -> tuple[Query, list[dict[str, Any]]]:
-    """Run a query against the org; returns it and its rendered rows (for COUNT(), no rows)."""
+def execute(org: Org, soql: str, *, include_deleted: bool, version: int,
+            tooling: Mapping[str, SObjectSchema] | None = None,
+            ) -> tuple[Query, list[dict[str, Any]]]:
+    """Run a query against the org (or, given its objects, the Tooling API); returns it and
+    its rendered rows (for COUNT(), the matching records)."""
     with org.lock:
-        query = parse(org, soql)
+        query = parse(org.schemas_lower if tooling is None else tooling, soql)
         schema = query.schema
         test = predicate(query.where)
-        candidates = list(org.store[schema.name].values())
+        candidates = list(org.store.get(schema.name, {}).values())
         if include_deleted:
-            candidates += list(org.deleted[schema.name].values())
+            candidates += list(org.deleted.get(schema.name, {}).values())
         matched = [dict(record) for record in candidates if test(record)]
     if query.order:
         _sort(matched, query.order)
@@ -172,7 +174,8 @@ def execute(org: Org, soql: str, *, include_deleted: bool,
         matched = matched[:query.limit]
     if query.count:
         return query, matched
-    base = f"/services/data/v{version}.0/sobjects/{schema.name}/"
+    area = "tooling/" if tooling is not None else ""
+    base = f"/services/data/v{version}.0/{area}sobjects/{schema.name}/"
     rows = []
     for record in matched:
         row: dict[str, Any] = {"attributes": {"type": schema.name, "url": base + record["Id"]}}
@@ -192,13 +195,13 @@ def batch_size(header: str | None, cap: int) -> int:
 
 
 def _page(locator: str, rows: list[dict[str, Any]], offset: int, size: int,
-          version: int) -> dict[str, Any]:
+          url: str) -> dict[str, Any]:
     end = offset + size
     records = rows[offset:end]
     if end >= len(rows):
         return {"totalSize": len(rows), "done": True, "records": records}
     return {"totalSize": len(rows), "done": False,
-            "nextRecordsUrl": f"/services/data/v{version}.0/query/{locator}-{end}",
+            "nextRecordsUrl": f"{url}/{locator}-{end}",
             "records": records}
 
 
@@ -214,23 +217,31 @@ def _remember(org: Org, cursor: Cursor) -> str:
 
 
 def run_query(org: Org, version: int, query_string: str, header: str | None, *,
-              include_deleted: bool) -> dict[str, Any]:
-    """The first page of `/query?q=` or `/queryAll?q=`."""
+              include_deleted: bool = False,
+              tooling: Mapping[str, SObjectSchema] | None = None) -> dict[str, Any]:
+    """The first page of `/query?q=`, `/queryAll?q=` or `/tooling/query?q=`."""
     values = parse_qs(query_string, keep_blank_values=True).get("q")
     soql = values[-1] if values else ""
     if not soql.strip():
         raise RequestError(400, "MALFORMED_QUERY", "A query string has to be specified")
-    query, rows = execute(org, soql, include_deleted=include_deleted, version=version)
+    query, rows = execute(org, soql, include_deleted=include_deleted, version=version,
+                          tooling=tooling)
     if query.count:
         return {"totalSize": len(rows), "done": True, "records": []}
     size = batch_size(header, org.query_batch_size)
     if len(rows) <= size:
         return {"totalSize": len(rows), "done": True, "records": rows}
     locator = _remember(org, Cursor(rows, size))
-    return _page(locator, rows, 0, size, version)
+    return _page(locator, rows, 0, size, _pages_url(version, tooling is not None))
 
 
-def next_page(org: Org, version: int, locator_text: str) -> dict[str, Any]:
+def _pages_url(version: int, tooling: bool) -> str:
+    """Where next pages live: `/query/` even for queryAll, as the org does (§1.1)."""
+    return f"/services/data/v{version}.0/{'tooling/' if tooling else ''}query"
+
+
+def next_page(org: Org, version: int, locator_text: str,
+              tooling: bool = False) -> dict[str, Any]:
     """`GET /query/<locator>-<offset>`: the page of a kept result starting at `offset`."""
     match = _LOCATOR.fullmatch(locator_text)
     with org.lock:
@@ -238,7 +249,7 @@ def next_page(org: Org, version: int, locator_text: str) -> dict[str, Any]:
     if match is None or cursor is None or int(match.group(2)) >= len(cursor.rows):
         raise RequestError(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
     return _page(match.group(1), cursor.rows, int(match.group(2)), cursor.batch_size,
-                 version)
+                 _pages_url(version, tooling))
 
 
 def handle(org: Org, method: str, version: int, segments: list[str], query_string: str,

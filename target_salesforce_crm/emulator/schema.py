@@ -70,6 +70,7 @@ class SObjectSchema:
     updateable_names: frozenset[str]
     describe_body: bytes
     plans: dict[tuple[str, ...], Any] = field(default_factory=dict, repr=False)  # see prepare
+    compound_name: bool = True  # Name follows FirstName/LastName (Contact, Lead)
 
     def field(self, name: str) -> FieldSpec | None:
         return self.by_lower.get(name.lower())
@@ -206,7 +207,40 @@ def _audit_fields() -> list[FieldSpec]:
     ]
 
 
-def _custom_fields(segment_fields: Iterable[str]) -> list[FieldSpec]:
+SEGMENT_KINDS = ("textarea", "checkbox", "picklist")
+Segment = tuple[str, str, tuple[str, ...]]  # API name, kind, picklist values
+
+
+def _segment_field(name: str, kind: str, values: tuple[str, ...]) -> FieldSpec:
+    """A segment field as the org would describe it (contract part 2, §4)."""
+    label = name[: -len("__c")].replace("_", " ")
+    if kind == "checkbox":
+        return _field(name, label, "boolean", custom=True, nillable=False, defaulted=True,
+                      default=False)
+    if kind == "picklist":
+        return _field(name, label, "picklist", 255, custom=True, picklist=values,
+                      restricted=True)
+    return _field(name, label, "textarea", _LONG_TEXT_LENGTH, custom=True,
+                  extra="plaintextarea")
+
+
+def parse_segment_field(text: str) -> Segment:
+    """`NAME` or `NAME:textarea` (Text Area (Long)), `NAME:checkbox`, or
+    `NAME:picklist=a|b|c` (a restricted picklist of those values)."""
+    name, _, kind_text = text.partition(":")
+    kind, has_values, values_text = kind_text.partition("=")
+    kind = kind.strip().lower() or "textarea"
+    values = tuple(value.strip() for value in values_text.split("|") if value.strip())
+    if kind not in SEGMENT_KINDS:
+        raise ValueError(f"segment field kind must be one of {', '.join(SEGMENT_KINDS)}: "
+                         f"{text!r}")
+    if (kind == "picklist") != bool(values) or (has_values and kind != "picklist"):
+        raise ValueError(f"only a picklist segment field takes values, as "
+                         f"NAME:picklist=a|b|c: {text!r}")
+    return name.strip(), kind, values
+
+
+def _custom_fields(segment_fields: Iterable[Segment]) -> list[FieldSpec]:
     fields = [
         _field("External_Id__c", "External Id", "string", 255, custom=True, external_id=True,
                id_lookup=True, unique=True),
@@ -218,10 +252,7 @@ def _custom_fields(segment_fields: Iterable[str]) -> list[FieldSpec]:
         _field("Formula_Tier__c", "Formula Tier", "string", 1300, custom=True,
                createable=False, updateable=False, calculated=True),
     ]
-    for name in segment_fields:
-        label = name[: -len("__c")].replace("_", " ")
-        fields.append(_field(name, label, "textarea", _LONG_TEXT_LENGTH, custom=True,
-                             extra="plaintextarea"))
+    fields += [_segment_field(*segment) for segment in segment_fields]
     return fields
 
 
@@ -278,7 +309,7 @@ def _lead_fields() -> list[FieldSpec]:
 
 
 def _build(name: str, label: str, plural: str, prefix: str,
-           fields: list[FieldSpec]) -> SObjectSchema:
+           fields: list[FieldSpec], *, compound_name: bool = True) -> SObjectSchema:
     describe = {
         "name": name,
         "label": label,
@@ -309,21 +340,27 @@ def _build(name: str, label: str, plural: str, prefix: str,
         createable_names=frozenset(spec.name for spec in fields if spec.createable),
         updateable_names=frozenset(spec.name for spec in fields if spec.updateable),
         describe_body=json.dumps(describe).encode(),
+        compound_name=compound_name,
     )
 
 
-def check_segment_fields(names: Iterable[str]) -> list[str]:
-    """Validate segment field API names; an org only allows `Name__c` style custom fields."""
-    result: list[str] = []
+def check_segment_fields(specs: Iterable[str]) -> list[Segment]:
+    """Validate segment fields (see `parse_segment_field`); an org only allows `Name__c`
+    style custom fields."""
+    result: list[Segment] = []
     reserved = {spec.name.lower() for spec in (*_contact_fields(), *_lead_fields(),
                                                *_custom_fields(()))}
-    for name in names:
-        if not isinstance(name, str) or not _SEGMENT_NAME.match(name):
+    for text in specs:
+        if not isinstance(text, str):
+            raise ValueError(f"segment field must be a string: {text!r}")
+        segment = parse_segment_field(text)
+        name = segment[0]
+        if not _SEGMENT_NAME.match(name):
             raise ValueError(f"segment field must be a custom field API name like Seg_X__c: "
                              f"{name!r}")
-        if name.lower() in reserved or name.lower() in {n.lower() for n in result}:
+        if name.lower() in reserved or name.lower() in {s[0].lower() for s in result}:
             raise ValueError(f"segment field clashes with an existing field: {name}")
-        result.append(name)
+        result.append(segment)
     return result
 
 
@@ -335,3 +372,9 @@ def build_schemas(segment_fields: Iterable[str]) -> dict[str, SObjectSchema]:
                           _contact_fields() + _custom_fields(segments)),
         "Lead": _build("Lead", "Lead", "Leads", "00Q", _lead_fields() + _custom_fields(segments)),
     }
+
+
+# for the modules that describe further objects (objects.py) and fields (tooling.py)
+make_field = _field
+make_reference = _reference
+build_object = _build

@@ -17,7 +17,7 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
-from . import dml, sobject
+from . import dml, sobject, tooling
 from .admin import handle_admin
 from .auth import OAuthError, OAuthServer, parse_basic
 from .bulk import BulkIngest
@@ -185,6 +185,8 @@ class Handler(FastHandler):
         app.org.note_request()
         if path in ("/services/oauth2/token", "/services/oauth2/revoke"):
             self._oauth(method, path, parts.query, body)
+        elif path == "/services/oauth2/userinfo":
+            self._userinfo()
         elif path in ("/services/data", "/services/data/"):
             if method in ("GET", "HEAD"):
                 self.send_json(200, api_versions())
@@ -220,6 +222,17 @@ class Handler(FastHandler):
             self.send_json(exc.status, exc.body, headers)
             return
         self.send_json(200, result, headers)
+
+    def _userinfo(self) -> None:
+        app = self.server.app
+        token = _bearer(self.headers.get("Authorization"))
+        check = app.oauth.tokens.check(token, app.org.faults.token_ttl_requests) \
+            if token else None
+        if check is None or check.status != "ok":
+            self.send_json(403, "Bad_OAuth_Token")
+            return
+        self.send_json(200, tooling.userinfo(app.oauth.credentials.username, app.oauth.org_id,
+                                             app.base_url))
 
     # --- authenticated REST API -------------------------------------------------------
 
@@ -293,6 +306,10 @@ class Handler(FastHandler):
                 self.send(status, b"", JSON_TYPE, {**limit, **headers})
             else:
                 self.send_json(status, payload, {**limit, **headers})
+        elif segments and segments[0] == "tooling":
+            status, payload = tooling.handle(org, method, version, segments, query, body,
+                                             self.headers.get("Sforce-Query-Options"))
+            self.send_json(status, payload, limit)
         elif segments and segments[0] in ("query", "queryAll"):
             status, payload = handle_query(org, method, version, segments, query,
                                            len(self.path), self.headers.get("Sforce-Query-Options"))

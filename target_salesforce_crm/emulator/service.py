@@ -11,6 +11,8 @@ from typing import Any
 
 from .auth import ORG_ID, Credentials, OAuthServer
 from .faults import FaultSettings
+from .objects import more_schemas
+from .options import set_options
 from .org import Org
 from .schema import build_schemas
 from .server import App, EmulatorHTTPServer
@@ -63,7 +65,7 @@ class Emulator:
             rotate_refresh_tokens=rotate_refresh_tokens, jwt_public_key=jwt_public_key,
             generic_login_host=generic_login_host,
         )
-        self._app = App(org=Org(build_schemas(segment_fields), settings),
+        self._app = App(org=Org({**build_schemas(segment_fields), **more_schemas()}, settings),
                         oauth=OAuthServer(credentials, refresh_tokens, settings, org_id))
         self._host = host
         self._requested_port = port
@@ -142,7 +144,7 @@ class Emulator:
 
     def set_options(self, **options: Any) -> dict[str, Any]:
         """Change behaviour switches such as `query_batch_size` (see `org.OPTIONS`)."""
-        return self._app.org.set_options(options)
+        return set_options(self._app.org, options)
 
     def reset_usage(self) -> None:
         """Daily API usage back to zero, as when the rolling 24-hour window moves on."""

@@ -9,15 +9,13 @@ query with a caret and `ERROR at Row:R:Column:C`, as the org does.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .ids import parse_id
 from .prepare import RequestError
 from .schema import FieldSpec, SObjectSchema
-
-if TYPE_CHECKING:
-    from .org import Org
 
 _TOKEN = re.compile(r"""
     (?P<space>\s+)
@@ -152,8 +150,8 @@ def tokenize(soql: str) -> list[Token]:
 
 
 class _Parser:
-    def __init__(self, org: Org, soql: str) -> None:
-        self.org = org
+    def __init__(self, schemas: Mapping[str, SObjectSchema], soql: str) -> None:
+        self.schemas = schemas
         self.soql = soql
         self.tokens = tokenize(soql)
         self.index = 0
@@ -210,7 +208,7 @@ class _Parser:
         name = self.take()
         if name.kind != "name":
             raise self.unexpected(name)
-        self.schema = self.org.schemas_lower.get(name.text.lower())
+        self.schema = self.schemas.get(name.text.lower())
         if self.schema is None:
             raise query_error(
                 "INVALID_TYPE", self.soql, name.pos,
@@ -380,7 +378,7 @@ class _Parser:
                            f"value of filter criterion for field '{spec.name}' {text}")
 
 
-def parse(org: Org, soql: str) -> Query:
-    """Parse and check one SOQL statement against the org's schemas (call with the lock held
-    when schemas can change)."""
-    return _Parser(org, soql).parse()
+def parse(schemas: Mapping[str, SObjectSchema], soql: str) -> Query:
+    """Parse and check one SOQL statement against objects keyed by lower-case name (the
+    org's `schemas_lower`, or the Tooling API's objects)."""
+    return _Parser(schemas, soql).parse()

@@ -148,6 +148,18 @@ def _date(spec: FieldSpec, value: Any) -> tuple[Any, Error | None]:
     return value, None
 
 
+def _integer(spec: FieldSpec, value: Any) -> tuple[Any, Error | None]:
+    if isinstance(value, bool):
+        return _wrong_type(spec, value)
+    if isinstance(value, int):
+        return value, None
+    if isinstance(value, float) and value.is_integer():
+        return int(value), None
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value), None
+    return _wrong_type(spec, value)
+
+
 def _reference(spec: FieldSpec, value: Any) -> tuple[Any, Error | None]:
     key = parse_id(value)
     if key is None:
@@ -175,6 +187,8 @@ def coerce(spec: FieldSpec, value: Any) -> tuple[Any, Error | None]:
         return _date(spec, value)
     if ftype == "reference":
         return _reference(spec, value)
+    if ftype == "int":
+        return _integer(spec, value)
     return _wrong_type(spec, value)
 
 
