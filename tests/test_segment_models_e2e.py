@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
 from conftest import CREDENTIALS, profile, run_target, seed_contacts, singer_lines
+
 from target_salesforce_crm.emulator import Emulator
 
 STATUSES = ("realized", "existing", "exited")
