@@ -23,19 +23,15 @@ from typing import Any
 from .bulk_csv import CsvFailure
 from .clean import update_clean, upsert_clean
 from .dml import (  # the collections' per-record rules, shared on purpose
-    _drop_null_defaults,
-    _field_errors,
     _lock_error,
-    _remember_unique,
-    _resolve_id,
-    _unique_errors,
     _upsert_record,
-    _write_faults,
+    check_inserts,
+    check_updates,
 )
 from .ids import parse_id, to_18
 from .org import Org, timestamp
-from .prepare import MISSING, Prepared, expand, prepare, prepare_exact, scan
-from .rules import check_rules, missing_error, update_blocks
+from .prepare import Prepared, expand, prepare, prepare_exact, scan
+from .rules import missing_error
 from .schema import FieldSpec, SObjectSchema
 from .values import Error, record_error
 
@@ -193,20 +189,8 @@ def _commit(org: Org, prepared: list[Prepared]) -> list[Outcome]:
 
 def _insert(org: Org, target: Target, records: list[dict[str, Any]]) -> list[Outcome]:
     prepared = prepare(org, records, target.schema)
-    seen: dict[tuple[str, str, str], str] = {}
-    scratch: dict[Any, Any] = {}  # the object rules' per-batch memory
     with org.lock:
-        for prep in prepared:
-            _drop_null_defaults(prep)
-            errors = _field_errors(prep, creating=True)
-            if prep.id_value is not MISSING:
-                errors = [record_error("INVALID_FIELD_FOR_INSERT_UPDATE",
-                                       "cannot specify Id in an insert call", ["Id"]), *errors]
-            errors = errors or _unique_errors(org, prep, seen) \
-                or check_rules(org, prep, scratch) or _write_faults(org, prep)
-            prep.outcome = errors
-            if not errors:
-                _remember_unique(prep, seen)
+        check_inserts(org, prepared)
         return _commit(org, prepared)
 
 
@@ -230,18 +214,8 @@ def _update(org: Org, target: Target, records: list[dict[str, Any]]) -> list[Out
     prepared = expand(*scanned, len(records)) if scanned else None
     if prepared is None:
         prepared = prepare_exact(org, records, target.schema)
-    seen: dict[tuple[str, str, str], str] = {}
-    scratch: dict[Any, Any] = {}  # the object rules' per-batch memory
     with org.lock:
-        for prep in prepared:
-            errors = _resolve_id(org, prep) or update_blocks(org, prep.key)
-            if not errors:
-                errors = _field_errors(prep, creating=False)
-                errors = errors or _unique_errors(org, prep, seen) \
-                    or check_rules(org, prep, scratch) or _write_faults(org, prep)
-            prep.outcome = errors
-            if not errors:
-                _remember_unique(prep, seen)
+        check_updates(org, prepared)
         return _commit(org, prepared)
 
 

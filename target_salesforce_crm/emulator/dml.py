@@ -206,22 +206,28 @@ def create(org: Org, raw: bytes) -> bytes:
     _refuse_poison(org, records)
     prepared = prepare(org, records, None)
     _check_chunks(prepared)
-    seen: dict[tuple[str, str, str], str] = {}
-    scratch: dict[Any, Any] = {}  # the object rules' per-request memory
     with org.lock:
         org.collections_records += len(prepared)
-        for prep in prepared:
-            _drop_null_defaults(prep)
-            errors = _field_errors(prep, creating=True)
-            if prep.id_value is not MISSING:
-                errors = [record_error("INVALID_FIELD_FOR_INSERT_UPDATE",
-                                       "cannot specify Id in an insert call", ["Id"]), *errors]
-            errors = errors or _unique_errors(org, prep, seen) \
-                or check_rules(org, prep, scratch) or _write_faults(org, prep)
-            prep.outcome = errors
-            if not errors:
-                _remember_unique(prep, seen)
+        check_inserts(org, prepared)
         return _finish(org, prepared, all_or_none)
+
+
+def check_inserts(org: Org, prepared: list[Prepared]) -> None:
+    """Every per-record check of an insert, each record's errors in its ``outcome`` (the
+    lock held); collections create and Bulk inserts share it, so a record fails alike."""
+    seen: dict[tuple[str, str, str], str] = {}
+    scratch: dict[Any, Any] = {}  # the object rules' per-request memory
+    for prep in prepared:
+        _drop_null_defaults(prep)
+        errors = _field_errors(prep, creating=True)
+        if prep.id_value is not MISSING:
+            errors = [record_error("INVALID_FIELD_FOR_INSERT_UPDATE",
+                                   "cannot specify Id in an insert call", ["Id"]), *errors]
+        errors = errors or _unique_errors(org, prep, seen) \
+            or check_rules(org, prep, scratch) or _write_faults(org, prep)
+        prep.outcome = errors
+        if not errors:
+            _remember_unique(prep, seen)
 
 
 def _resolve_id(org: Org, prep: Prepared) -> list[Error]:
@@ -258,20 +264,25 @@ def update(org: Org, raw: bytes) -> bytes:
     if prepared is None:
         prepared = prepare_exact(org, records, None)
     _check_chunks(prepared)
-    seen: dict[tuple[str, str, str], str] = {}
-    scratch: dict[Any, Any] = {}  # the object rules' per-request memory
     with org.lock:
         org.collections_records += len(prepared)
-        for prep in prepared:
-            errors = _resolve_id(org, prep) or update_blocks(org, prep.key)
-            if not errors:
-                errors = _field_errors(prep, creating=False)
-                errors = errors or _unique_errors(org, prep, seen) \
-                    or check_rules(org, prep, scratch) or _write_faults(org, prep)
-            prep.outcome = errors
-            if not errors:
-                _remember_unique(prep, seen)
+        check_updates(org, prepared)
         return _finish(org, prepared, all_or_none)
+
+
+def check_updates(org: Org, prepared: list[Prepared]) -> None:
+    """Every per-record check of an update by Id (the lock held); shared with Bulk updates."""
+    seen: dict[tuple[str, str, str], str] = {}
+    scratch: dict[Any, Any] = {}  # the object rules' per-request memory
+    for prep in prepared:
+        errors = _resolve_id(org, prep) or update_blocks(org, prep.key)
+        if not errors:
+            errors = _field_errors(prep, creating=False)
+            errors = errors or _unique_errors(org, prep, seen) \
+                or check_rules(org, prep, scratch) or _write_faults(org, prep)
+        prep.outcome = errors
+        if not errors:
+            _remember_unique(prep, seen)
 
 
 def upsert(org: Org, object_name: str, field_name: str, raw: bytes) -> bytes:
