@@ -18,6 +18,8 @@ from target_salesforce_crm.settings import (
     MAX_SEGMENT_MAPPINGS,
     MAX_USAGE_PERCENT,
     MIN_BATCH_SIZE,
+    MIN_BULK_JOB_TIMEOUT_S,
+    MIN_BULK_THRESHOLD,
     MIN_CONCURRENCY,
     MIN_USAGE_PERCENT,
     MOVE_POLICIES,
@@ -25,6 +27,7 @@ from target_salesforce_crm.settings import (
     OPERATIONS,
     OVERFLOW_POLICIES,
     SEGMENT_MODELS,
+    WRITE_APIS,
 )
 
 _MAPPING = th.ObjectType(
@@ -130,7 +133,20 @@ CONFIG_SCHEMA = th.PropertiesList(
     th.Property("run_report_path", th.StringType,
                 description="JSON run summary written at the end, also on failure"),
     th.Property("dry_run", th.BooleanType, default=DEFAULTS["dry_run"],
-                description="Authenticate, pre-flight and map, but write nothing"),
+                description="Authenticate, pre-flight and map, but write nothing; the report "
+                "forecasts the transport, API calls and Bulk batches per stream"),
+    th.Property("write_api", th.StringType, default=DEFAULTS["write_api"],
+                allowed_values=list(WRITE_APIS),
+                description="collections: sObject Collections; bulk: Bulk API 2.0 ingest; "
+                "auto: per stream, by volume (bulk_threshold) and the org's remaining "
+                "API and Bulk batch allowances"),
+    th.Property("bulk_threshold", th.IntegerType(minimum=MIN_BULK_THRESHOLD),
+                default=DEFAULTS["bulk_threshold"],
+                description="auto: records per stream per run from which Bulk API 2.0 is used"),
+    th.Property("bulk_job_timeout_s", th.IntegerType(minimum=MIN_BULK_JOB_TIMEOUT_S),
+                default=DEFAULTS["bulk_job_timeout_s"],
+                description="Longest wait for one Bulk job; past it the job is aborted and the "
+                "run stops (exit 1, STATE only for what landed)"),
     th.Property("converted_leads", th.StringType, default=DEFAULTS["converted_leads"],
                 allowed_values=list(MOVE_POLICIES),
                 description="follow: a converted Lead's update goes to its converted Contact; "

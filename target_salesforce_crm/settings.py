@@ -19,6 +19,9 @@ AUTH_FLOWS = ("password", "client_credentials", "jwt", "refresh_token")
 OPERATIONS = ("update", "upsert")
 OVERFLOW_POLICIES = ("truncate", "reject")
 MOVE_POLICIES = ("follow", "reject")  # converted_leads, merged_records
+WRITE_APIS = ("auto", "collections", "bulk")
+MIN_BULK_THRESHOLD = 1
+MIN_BULK_JOB_TIMEOUT_S = 1
 DEFAULT_API_VERSION = "63.0"
 MIN_BATCH_SIZE = 1
 MAX_BATCH_SIZE = 200  # records per sObject Collections call, the API's limit
@@ -51,6 +54,9 @@ DEFAULTS: dict[str, Any] = {
     "provision_permission_set": "Target_Salesforce_CRM",
     "converted_leads": MOVE_POLICIES[0],
     "merged_records": MOVE_POLICIES[0],
+    "write_api": WRITE_APIS[0],
+    "bulk_threshold": 10_000,
+    "bulk_job_timeout_s": 3600,
 }
 
 REFERENCE_FIELD_MAPPINGS: dict[str, list[dict[str, str]]] = {
@@ -146,6 +152,9 @@ class Settings:
     dry_run: bool
     converted_leads: str
     merged_records: str
+    write_api: str
+    bulk_threshold: int
+    bulk_job_timeout_s: int
     credentials: dict[str, str] = field(repr=False)
 
     def object_for_stream(self, stream_name: str) -> str:
@@ -306,6 +315,17 @@ def parse_settings(config: dict[str, Any]) -> Settings:
             choices = " or ".join(repr(policy) for policy in MOVE_POLICIES)
             problems.append(f"{name} {moves[name]!r} must be {choices}")
 
+    write_api = _text(config, "write_api")
+    if write_api not in WRITE_APIS:
+        problems.append(f"write_api {write_api!r} must be one of {', '.join(WRITE_APIS)}")
+    bulk_threshold = int(_value(config, "bulk_threshold"))
+    if bulk_threshold < MIN_BULK_THRESHOLD:
+        problems.append(f"bulk_threshold {bulk_threshold} must be at least {MIN_BULK_THRESHOLD}")
+    bulk_job_timeout_s = int(_value(config, "bulk_job_timeout_s"))
+    if bulk_job_timeout_s < MIN_BULK_JOB_TIMEOUT_S:
+        problems.append(f"bulk_job_timeout_s {bulk_job_timeout_s} must be at least "
+                        f"{MIN_BULK_JOB_TIMEOUT_S}")
+
     if problems:
         raise SettingsError(problems)
     return Settings(
@@ -337,6 +357,9 @@ def parse_settings(config: dict[str, Any]) -> Settings:
         dry_run=bool(_value(config, "dry_run")),
         converted_leads=moves["converted_leads"],
         merged_records=moves["merged_records"],
+        write_api=write_api,
+        bulk_threshold=bulk_threshold,
+        bulk_job_timeout_s=bulk_job_timeout_s,
         credentials=credentials,
     )
 
