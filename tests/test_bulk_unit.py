@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import codecs
+import csv
+import datetime
+import decimal
+import io
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from target_salesforce_crm.salesforce.bulk import (
+    BulkIngest,
+    JobInfo,
+    csv_line,
+    parse_error,
+    read_csv,
+)
+from target_salesforce_crm.salesforce.errors import BulkJobTimedOut
 from target_salesforce_crm.settings import SettingsError, parse_settings
+from target_salesforce_crm.spool import Spool, SpooledEntry, bulk_expressible, to_cell
 
 BASE: dict[str, Any] = {
     "login_url": "http://127.0.0.1:1",
@@ -43,3 +59,190 @@ def test_bad_bulk_settings_are_refused(override: dict[str, Any], named: str) -> 
         parse_settings({**BASE, **override})
     assert len(caught.value.problems) == 1
     assert named in caught.value.problems[0]
+
+
+# --------------------------------------------------------------------------- CSV and spool
+
+
+def read_back(path: Path) -> list[list[str]]:
+    """The CSV as a strict reader (and so Salesforce) parses it."""
+    data = path.read_bytes()
+    assert not data.startswith(codecs.BOM_UTF8)
+    with path.open(encoding="utf-8", newline="") as handle:
+        return list(csv.reader(handle, strict=True))
+
+
+def entry(key: str, stream: str = "s", **fields: Any) -> SpooledEntry:
+    payload = {"attributes": {"type": "Contact"}, "id": key, **fields}
+    return SpooledEntry(key, payload, [(stream, {"crmID": key})])
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Iterator[Spool]:
+    store = Spool("Id", directory=str(tmp_path))
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def test_csv_line_quotes_every_field_and_keeps_separators_inside() -> None:
+    line = csv_line(['a,b', 'say "hi"', "two\r\nlines", "lf\nonly", "cr\ronly", ""])
+    assert line == ('"a,b","say ""hi""","two\r\nlines","lf\nonly","cr\ronly",""\r\n')
+    assert next(csv.reader(io.StringIO(line, newline=""))) == [
+        'a,b', 'say "hi"', "two\r\nlines", "lf\nonly", "cr\ronly", ""]
+
+
+@pytest.mark.parametrize(
+    ("value", "cell"),
+    [(None, ""), ("", "#N/A"), ("x", "x"), (True, "true"), (False, "false"), (7, "7"),
+     (1.25, "1.25"), ("2026-11-03", "2026-11-03"),
+     ("2026-11-03T09:10:00+01:00", "2026-11-03T09:10:00+01:00")],
+)
+def test_cells_carry_what_collections_would(value: Any, cell: str) -> None:
+    assert to_cell(value) == cell
+
+
+@pytest.mark.parametrize("text", ["#N/A", "#n/a", " #N/A "])
+def test_the_null_marker_text_cannot_go_through_bulk(text: str) -> None:
+    assert not bulk_expressible({"FirstName": text})
+    assert bulk_expressible({"FirstName": "N/A", "LastName": "#N/A!"})
+
+
+def test_written_csv_has_the_union_of_columns_and_every_value(spool: Spool, tmp_path: Path
+                                                              ) -> None:
+    spool.put_many([entry("003A", FirstName="Ann"),
+                    entry("003B", LastName='Quote "q", comma', Email=""),
+                    entry("003C", Description="line1\r\nline2\nline3 🙂")])
+    path = tmp_path / "job.csv"
+    assert spool.write_csv(path, ["s"]) == 3
+    rows = read_back(path)
+    assert rows[0] == ["Id", "FirstName", "LastName", "Email", "Description"]
+    assert rows[1:] == [
+        ["003A", "Ann", "", "", ""],
+        ["003B", "", 'Quote "q", comma', "#N/A", ""],
+        ["003C", "", "", "", "line1\r\nline2\nline3 🙂"],
+    ]
+    assert path.read_bytes().count(b"\r\n") == 5  # 4 line ends + the one inside a value
+    assert spool.csv_bytes == path.stat().st_size
+
+
+def test_size_forecast_is_exact_and_an_upper_bound_before_adding(spool: Spool, tmp_path: Path
+                                                                 ) -> None:
+    first = [entry("003A", FirstName="é" * 3), entry("003B", LastName='"x"')]
+    forecast = spool.csv_bytes_with(e.payload for e in first)
+    spool.put_many(first)
+    assert forecast == spool.csv_bytes
+    spool.put_many([entry("003A", Title="t")])  # a merge replaces the row
+    path = tmp_path / "job.csv"
+    spool.write_csv(path, ["s"])
+    assert spool.csv_bytes == path.stat().st_size
+
+
+def test_a_key_is_spooled_once_and_found_again(spool: Spool) -> None:
+    spool.put_many([entry("003A", FirstName="Ann"), entry("003B", FirstName="Bob")])
+    merged = spool.get_many(["003A", "003Z"])
+    assert list(merged) == ["003A"]
+    old = merged["003A"]
+    old.payload.update(LastName="Lee")
+    old.records.append(("t", {"crmID": "003A", "n": 2}))
+    spool.put_many([old])
+    assert len(spool) == 2
+    assert spool.streams == {"s": 1, "t": 1}
+    again = spool.get_many(["003A"])["003A"]
+    assert again.payload["FirstName"] == "Ann" and again.payload["LastName"] == "Lee"
+    assert [stream for stream, _ in again.records] == ["s", "t"]
+
+
+def test_take_hands_out_one_stream_and_leaves_the_rest(spool: Spool) -> None:
+    spool.put_many([entry(f"003{n:03d}", "a" if n % 2 else "b", FirstName=str(n))
+                    for n in range(25)])
+    taken = list(spool.take(["a"], batch=4))
+    assert [e.key for e in taken] == [f"003{n:03d}" for n in range(1, 25, 2)]
+    assert len(spool) == 13 and spool.streams["a"] == 0
+    removed = spool.remove(["003000", "003999"])
+    assert [e.key for e in removed] == ["003000"] and len(spool) == 12
+
+
+def test_records_come_back_with_their_python_types(spool: Spool) -> None:
+    record = {"crmID": "003A", "when": datetime.datetime(2026, 1, 2, 3, 4, tzinfo=datetime.UTC),
+              "score": decimal.Decimal("1.50")}
+    spool.put_many([SpooledEntry("003A", {"id": "003A"}, [("s", record)])])
+    assert spool.get_many(["003A"])["003A"].records == [("s", record)]
+
+
+# --------------------------------------------------------------------------- wire format
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [("INVALID_CROSS_REFERENCE_KEY:invalid cross reference id:--",
+      ("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", ())),
+     ("STRING_TOO_LONG:Last Name: data value too large: x:LastName --",
+      ("STRING_TOO_LONG", "Last Name: data value too large: x", ("LastName",))),
+     ("REQUIRED_FIELD_MISSING:Required fields are missing: [LastName, Company]:LastName,Company"
+      " -- DUPLICATE_VALUE:dup:--",
+      ("REQUIRED_FIELD_MISSING", "Required fields are missing: [LastName, Company]",
+       ("LastName", "Company"))),
+     ("UNABLE_TO_LOCK_ROW:unable to obtain exclusive access to this record:--",
+      ("UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record", ())),
+     ("ENTITY_IS_DELETED:entity is deleted", ("ENTITY_IS_DELETED", "entity is deleted", ())),
+     ("something odd", ("UNKNOWN_ERROR", "something odd", ()))],
+)
+def test_sf_error_cells_are_split_into_code_message_and_fields(text: str, parsed: tuple) -> None:
+    assert parse_error(text) == parsed
+
+
+def test_result_sets_are_read_with_values_spanning_lines() -> None:
+    data = (b'"sf__Id","sf__Error",Id,Description\r\n'
+            b'"","INVALID_FIELD:bad:--","003A","a\r\nb, ""c"""\r\n')
+    header, rows = read_csv(data)
+    assert header == ["sf__Id", "sf__Error", "Id", "Description"]
+    assert list(rows) == [["", "INVALID_FIELD:bad:--", "003A", 'a\r\nb, "c"']]
+
+
+def test_job_info_reads_the_counters() -> None:
+    info = JobInfo.from_answer({"id": "750A", "state": "Failed", "numberRecordsProcessed": 4,
+                                "numberRecordsFailed": 1, "errorMessage": "boom"})
+    assert (info.processed, info.failed, info.error_message, info.finished) == (4, 1, "boom", True)
+    assert not JobInfo.from_answer({"id": "750A", "state": "InProgress"}).finished
+
+
+class FakeClient:
+    """Answers job polls from a script; records each request and the fake time."""
+
+    def __init__(self, states: list[str]) -> None:
+        self.states = states
+        self.calls: list[tuple[str, str]] = []
+
+    def call(self, method: str, path: str, body: Any = None, kind: str | None = None) -> Any:
+        self.calls.append((method, path))
+        return {"id": "750A", "state": self.states.pop(0)}
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_polls_with_a_growing_interval_until_the_job_ends() -> None:
+    client, clock = FakeClient(["InProgress"] * 12 + ["JobComplete"]), FakeTime()
+    bulk = BulkIngest(client, sleep=clock.sleep, clock=lambda: clock.now)  # type: ignore[arg-type]
+    seen: list[str] = []
+    info = bulk.wait("750A", 3600, on_poll=lambda i: seen.append(i.state))
+    assert info.state == "JobComplete" and len(seen) == len(client.calls) == 13
+    assert clock.sleeps[0] == 1.0 and max(clock.sleeps) == 30.0
+    assert clock.sleeps == sorted(clock.sleeps)
+
+
+def test_a_job_past_its_timeout_raises_after_a_last_poll() -> None:
+    client, clock = FakeClient(["InProgress"] * 100), FakeTime()
+    bulk = BulkIngest(client, sleep=clock.sleep, clock=lambda: clock.now)  # type: ignore[arg-type]
+    with pytest.raises(BulkJobTimedOut, match="750A"):
+        bulk.wait("750A", 10)
+    assert clock.now == 10.0

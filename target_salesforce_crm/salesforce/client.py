@@ -11,6 +11,7 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -35,6 +36,7 @@ MAX_REAUTH_PER_CALL = 10  # bound on refreshing tokens that worked, then expired
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 _API_PREFIX = re.compile(r"^/services/data/v\d+\.\d+/")  # nextRecordsUrl is a full path
+JSON_TYPE = "application/json"
 _LIMIT_INFO = re.compile(r"(?<![\w-])api-usage=(\d+)/(\d+)")  # not per-app-api-usage
 
 
@@ -97,6 +99,7 @@ class CallCounts:
     collections: int = 0
     query: int = 0
     provisioning: int = 0
+    bulk: int = 0
     retries: int = 0
     reauth: int = 0
 
@@ -172,16 +175,33 @@ class SalesforceClient:
             setattr(self.counts, kind, getattr(self.counts, kind) + 1)
 
     def call(self, method: str, path: str, body: Any = None, kind: str | None = None) -> Any:
-        """One logical call: retried on transient errors, replayed once after re-auth."""
-        backoff = Backoff()
+        """One logical JSON call: retried on transient errors, replayed once after re-auth."""
         data = None if body is None else _encode(body)
+        _, payload = self._exchange(method, path, data, JSON_TYPE, JSON_TYPE, kind)
+        return payload
+
+    def call_raw(self, method: str, path: str, body: bytes | Path | None = None, *,
+                 content_type: str = JSON_TYPE, accept: str = JSON_TYPE,
+                 kind: str | None = None) -> bytes:
+        """One logical call whose bodies are not JSON (Bulk CSV uploads and results), under
+        the same retry and re-auth policy as ``call``; a file body is streamed from disk,
+        reopened for each attempt. Returns the answer's bytes (empty for 201/204)."""
+        answer, _ = self._exchange(method, path, body, content_type, accept, kind)
+        return answer.content
+
+    def _exchange(self, method: str, path: str, data: bytes | Path | None, content_type: str,
+                  accept: str, kind: str | None) -> tuple[Answer, Any]:
+        """The retry loop both call kinds share; an answer that should be JSON and is not
+        counts as a transient failure."""
+        expect_json = accept == JSON_TYPE
+        backoff = Backoff()
         token = self.tokens.token()
         reauthentications = 0
         fresh_refusals = 0
         while True:
             self.usage.reserve()
             try:
-                response = self._send(method, token, path, data)
+                response = self._send(method, token, path, data, content_type, accept)
             except TransportError as exc:
                 self.usage.settle(None)
                 self._retry_or_raise(backoff, None, f"{type(exc).__name__} on {method} {path}")
@@ -189,12 +209,17 @@ class SalesforceClient:
             self.usage.settle(response.headers.get("Sforce-Limit-Info"))
             if response.status_code != 401:
                 token.accepted += 1
+            success = 200 <= response.status_code < 300
+            if success and not expect_json:
+                if kind:
+                    self._count(kind)
+                return response, None
             payload, parsed = _parse_json(response)
-            if 200 <= response.status_code < 300:
+            if success:
                 if parsed:
                     if kind:
                         self._count(kind)  # answered calls, by kind; retries counted apart
-                    return payload
+                    return response, payload
                 self._retry_or_raise(backoff, None, f"a non-JSON answer to {method} {path}")
                 continue
             code, message = _first_error(payload)
@@ -240,16 +265,22 @@ class SalesforceClient:
                 f"{code or ''} {message or ''}".strip() + hint,
             )
 
-    def _send(self, method: str, token: Token, path: str, data: bytes | None) -> Answer:
+    def _send(self, method: str, token: Token, path: str, data: bytes | Path | None,
+              content_type: str, accept: str) -> Answer:
         """One HTTP request (each one counts against the org's daily limit)."""
         # a path from the instance root (e.g. /services/oauth2/userinfo), else a REST resource
         url = (f"{token.instance_url}{path}" if path.startswith("/")
                else f"{token.instance_url}/services/data/v{self.api_version}/{path}")
-        headers = {"Authorization": f"Bearer {token.access_token}", "Accept": "application/json"}
-        if data is not None:
-            headers["Content-Type"] = "application/json"
+        headers = {"Authorization": f"Bearer {token.access_token}", "Accept": accept}
         with self._counts_lock:
             self.counts.total += 1
+        if isinstance(data, Path):
+            headers["Content-Type"] = content_type
+            headers["Content-Length"] = str(data.stat().st_size)
+            with data.open("rb") as stream:
+                return self.transport.request(method, url, headers, stream)
+        if data is not None:
+            headers["Content-Type"] = content_type
         return self.transport.request(method, url, headers, data)
 
     def _retry_or_raise(self, backoff: Backoff, retry_after: float | None, what: str) -> None:

@@ -104,3 +104,11 @@ class RetriesExhausted(TargetError):
 
 class TlsVerificationFailed(TargetError):
     """A host's certificate is not trusted by the CA bundle in use: retrying cannot help."""
+
+
+class BulkJobFailed(TargetError):
+    """A Bulk API 2.0 job could not be created, uploaded or closed, or ended without results."""
+
+
+class BulkJobTimedOut(TargetError):
+    """A Bulk API 2.0 job did not finish within ``bulk_job_timeout_s``; it was aborted."""

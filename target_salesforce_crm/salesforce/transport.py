@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import IO, Any, cast
 from urllib.parse import urlsplit
 
 import requests
@@ -65,9 +65,10 @@ class Transport:
         self._lock = threading.Lock()
 
     def request(
-        self, method: str, url: str, headers: dict[str, str], body: bytes | None
+        self, method: str, url: str, headers: dict[str, str], body: bytes | IO[bytes] | None
     ) -> Answer:
-        """One HTTP exchange; raises one of ``TransportError`` when there is no answer."""
+        """One HTTP exchange; raises one of ``TransportError`` when there is no answer. A file
+        body is sent as it is read (its Content-Length given by the caller)."""
         route = self._route(url)
         target = url if route.full_url else _path_and_query(url)
         try:
