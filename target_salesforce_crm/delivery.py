@@ -56,6 +56,7 @@ class Deliverer:
 
     def deliver(self, chunk: Chunk) -> None:
         if self.dry_run:
+            self.stats.called(chunk.stats)  # the forecast: the calls a real run would make
             for entry in chunk.entries:
                 self.stats.would_send(chunk.stats, entry.payload, chunk.segment_fields)
             return

@@ -8,6 +8,7 @@ import logging
 import threading
 from typing import Any
 
+from target_salesforce_crm.bulk_delivery import BulkDelivery
 from target_salesforce_crm.campaign_sync import CampaignSync
 from target_salesforce_crm.chunks import Chunk, Entry
 from target_salesforce_crm.deadletter import DeadLetter
@@ -66,6 +67,8 @@ class Runtime:
         self.dispatcher = Dispatcher(settings.max_concurrency, self.deliverer.deliver)
         self.client.on_concurrency_limit = self.dispatcher.lower_concurrency
         self.deliverer.on_hold = self.dispatcher.held
+        self.bulk = BulkDelivery(settings, self.client, self.rejector, self.stats,
+                                 self.dispatcher)
         self.pending = PendingIndex()
         self._fields: dict[str, dict[str, FieldSpec]] = {}
         self._lock = threading.Lock()
@@ -138,6 +141,18 @@ class Runtime:
         for redirect in self.redirector.ready(flush=False):
             self.dispatcher.submit(redirect)
 
+    def send(self, chunk: Chunk, waiting: int = 0) -> None:
+        """A chunk through collections, or (write_api auto/bulk) to the Bulk path's routing;
+        ``waiting`` is how many more entries the sink holds unsent."""
+        if self.settings.write_api == "collections":
+            self.submit(chunk)
+        else:
+            self.bulk.send(chunk, waiting)
+
+    def request_stop(self) -> None:
+        """A stop signal: no Bulk job is opened from now on, an open one is aborted."""
+        self.bulk.stop_requested = True
+
     def api_summary(self) -> dict[str, Any]:
         counts = self.client.counts
         return {
@@ -146,6 +161,7 @@ class Runtime:
             "describe_calls": counts.describe,
             "collections_calls": counts.collections,
             "query_calls": counts.query,
+            "bulk_calls": counts.bulk,
             "retried_calls": counts.retries,
             "reauthentications": counts.reauth,
             "usage_percent": self.client.usage.percent,
@@ -157,8 +173,11 @@ class Runtime:
         }
 
     def land_everything(self) -> None:
-        """Barrier before STATE: every dispatched record landed or durably dead-lettered
-        (moved records included: redirected until none is left waiting)."""
+        """Barrier before STATE: every dispatched or spooled record landed or durably
+        dead-lettered (Bulk jobs run here, after the collections calls before them; moved
+        records are redirected until none is left waiting)."""
+        self.dispatcher.wait_idle()
+        self.bulk.land()
         self.dispatcher.wait_idle()
         while redirects := self.redirector.ready(flush=True):
             for redirect in redirects:
@@ -176,6 +195,7 @@ class Runtime:
             write_report(self.settings.run_report_path, report)
         self.dead_letter.close()
         self.dispatcher.shutdown()
+        self.bulk.close()
 
 
 class PendingIndex:

@@ -67,6 +67,8 @@ class SalesforceSink(BatchSink):
         self.segment_fields = tuple(spec.name for _, spec, _ in self.mapper.segments)
         self.stream_stats = self.runtime.stats.stream(self.stream_name, self.object_type)
         self.source = Source(self.stream_name, self.object_type, self.stream_stats)
+        self.runtime.bulk.register(self.source, self.mapper, self.segment_fields,
+                                   self.external_id_field)
         self._pending: dict[str, Entry] = {}
         self._index = self.runtime.pending
         self._date_fields = {
@@ -206,7 +208,7 @@ class SalesforceSink(BatchSink):
             for entry, problem in incomplete:
                 self.runtime.rejector.reject(problem, entry.key, entry.records)
             if entries:
-                self.runtime.submit(self._chunk(entries))
+                self.runtime.send(self._chunk(entries), len(self._pending))
 
     def _chunk(self, entries: list[Entry]) -> Chunk:
         return Chunk(

@@ -32,6 +32,11 @@ class StreamStats:
     retried: int = 0
     would_send: int = 0
     api_calls: int = 0
+    transport: str = "collections"  # "bulk" once the stream's records go through Bulk API 2.0
+    bulk_jobs: int = 0
+    bulk_calls: int = 0
+    bulk_batches: int = 0
+    bulk_records: int = 0
     rejections_by_code: Counter = field(default_factory=Counter)
     redirected: Counter = field(default_factory=Counter)  # by kind: converted_lead, merged
     dropped_on_conversion: Counter = field(default_factory=Counter)  # Lead-only fields
@@ -47,6 +52,12 @@ class StreamStats:
             "retried_records": self.retried,
             "would_send": self.would_send,
             "collections_calls": self.api_calls,
+            "transport": self.transport,
+            "api_calls": self.api_calls + self.bulk_calls,
+            "bulk_jobs": self.bulk_jobs,
+            "bulk_calls": self.bulk_calls,
+            "bulk_batches": self.bulk_batches,
+            "bulk_records": self.bulk_records,
             "rejections_by_code": dict(self.rejections_by_code),
             "redirected": dict(self.redirected),
             "fields_dropped_on_conversion": dict(self.dropped_on_conversion),
@@ -117,6 +128,15 @@ class RunStats:
         with self._lock:
             stats.api_calls += 1
 
+    def bulk_job(self, stats: StreamStats, *, calls: int, batches: int, records: int) -> None:
+        """One Bulk job's cost: API calls, DailyBulkApiBatches (≈ one per 10,000 rows), rows;
+        measured in a real run, forecast in a dry run."""
+        with self._lock:
+            stats.bulk_jobs += 1
+            stats.bulk_calls += calls
+            stats.bulk_batches += batches
+            stats.bulk_records += records
+
     def retried(self, stats: StreamStats, count: int) -> None:
         with self._lock:
             stats.retried += count
@@ -143,16 +163,18 @@ class RunStats:
         for name, s in self.streams.items():
             if self.dry_run:
                 LOGGER.info(
-                    "DRY RUN summary for stream %s (%s): received=%d would_send=%d rejected=%d %s",
-                    name, s.object_type, s.received, s.would_send, s.rejected,
-                    dict(s.rejections_by_code) or "",
+                    "DRY RUN summary for stream %s (%s): received=%d would_send=%d rejected=%d "
+                    "transport=%s api_calls=%d bulk_batches=%d %s",
+                    name, s.object_type, s.received, s.would_send, s.rejected, s.transport,
+                    s.api_calls + s.bulk_calls, s.bulk_batches, dict(s.rejections_by_code) or "",
                 )
                 continue
             LOGGER.info(
                 "summary for stream %s (%s): received=%d updated=%d created=%d rejected=%d "
-                "merged=%d retried=%d api_calls=%d %s",
+                "merged=%d retried=%d api_calls=%d transport=%s bulk_jobs=%d %s",
                 name, s.object_type, s.received, s.updated, s.created, s.rejected, s.merged,
-                s.retried, s.api_calls, dict(s.rejections_by_code) or "",
+                s.retried, s.api_calls + s.bulk_calls, s.transport, s.bulk_jobs,
+                dict(s.rejections_by_code) or "",
             )
         for field_name, counts in self.segments.items():
             verb = "would carry" if self.dry_run else "now carry"

@@ -174,6 +174,7 @@ class TargetSalesforceCRM(Target):
         self.logger.info("received signal %d: landing everything read so far, then stopping",
                          signum)
         self._termination = signum
+        self.runtime.request_stop()
         if not self._busy:
             raise TerminationRequested(signum)
 

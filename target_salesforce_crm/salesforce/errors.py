@@ -112,3 +112,7 @@ class BulkJobFailed(TargetError):
 
 class BulkJobTimedOut(TargetError):
     """A Bulk API 2.0 job did not finish within ``bulk_job_timeout_s``; it was aborted."""
+
+
+class BulkJobAborted(TargetError):
+    """A stop signal came while a Bulk job was being filled: the job was aborted unsent."""

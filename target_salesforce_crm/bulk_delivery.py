@@ -1,0 +1,429 @@
+"""The Singer side of Bulk API 2.0: which streams go by Bulk, and accounting for every row.
+
+A stream's chunks (mapped, validated and merged exactly as for collections) go to the
+Dispatcher as before until the stream goes by Bulk: always with ``write_api: bulk``; in
+``auto`` once it has ``bulk_threshold`` records to write in this run, or earlier when the org's
+remaining daily API allowance could not cover the collections calls its pending records need.
+From then on its chunks are spooled on disk (``spool.py``, one spool per object, merged by key
+across streams and across the whole job). At the STATE barrier, at the end, or when the spool
+reaches 100 MB of CSV, the spool is run as a job, and STATE waits for its results: successes are
+counted, failures dead-lettered, and locked, unprocessed or unreported rows sent again through
+collections (at-least-once). In ``auto`` a job that the org's remaining Bulk batches cannot
+carry goes through collections instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from target_salesforce_crm.chunks import Chunk, Entry
+from target_salesforce_crm.deadletter import scrub
+from target_salesforce_crm.delivery import Dispatcher
+from target_salesforce_crm.mapping import RecordMapper
+from target_salesforce_crm.rejections import Rejection, Rejector, Source
+from target_salesforce_crm.salesforce.bulk import (
+    FAILED,
+    MAX_RECORD_CHARS,
+    MAX_UPLOAD_BYTES,
+    SUCCESSFUL,
+    UNPROCESSED,
+    BulkIngest,
+    JobInfo,
+    batches_for,
+    parse_error,
+)
+from target_salesforce_crm.salesforce.client import SalesforceClient
+from target_salesforce_crm.salesforce.errors import (
+    ApiLimitReached,
+    BulkJobAborted,
+    BulkJobTimedOut,
+    ErrorClass,
+    RequestFailed,
+    classify_record_error,
+)
+from target_salesforce_crm.salesforce.ids import normalize_id
+from target_salesforce_crm.settings import Settings
+from target_salesforce_crm.spool import Spool, SpooledEntry, bulk_expressible, row_content
+from target_salesforce_crm.stats import RunStats
+
+LOGGER = logging.getLogger("target-salesforce-crm")
+TYPICAL_POLLS = 3
+JOB_CALLS = 3 + TYPICAL_POLLS + 3  # create, upload, close; polls; the three result sets
+_MATCH_BATCH = 500
+
+
+@dataclass
+class Lane:
+    """One stream: its transport and how many records it had to write in this run."""
+
+    source: Source
+    segment_fields: tuple[str, ...]
+    bulk: bool
+    to_write: int = 0
+
+
+@dataclass
+class ObjectPlan:
+    """One object: how its jobs are created and how a result row finds its spooled entry."""
+
+    object_type: str
+    operation: str
+    external_id_field: str | None
+    key_of: Callable[[str], str]
+    spool: Spool | None = None
+    lanes: list[Lane] = field(default_factory=list)
+
+    @property
+    def key_column(self) -> str:
+        return self.external_id_field or "Id"
+
+
+class BulkDelivery:
+    """Routes chunks to collections or the spool, and runs the spools as Bulk jobs."""
+
+    def __init__(self, settings: Settings, client: SalesforceClient, rejector: Rejector,
+                 stats: RunStats, dispatcher: Dispatcher, *, bulk: BulkIngest | None = None,
+                 max_job_bytes: int = MAX_UPLOAD_BYTES) -> None:
+        self.settings = settings
+        self.client = client
+        self.bulk = bulk or BulkIngest(client)
+        self.rejector = rejector
+        self.stats = stats
+        self.dispatcher = dispatcher
+        self.max_job_bytes = max_job_bytes
+        self.stop_requested = False
+        self._lanes: dict[str, Lane] = {}
+        self._plans: dict[str, ObjectPlan] = {}
+        self._workdir: tempfile.TemporaryDirectory[str] | None = None
+        self._jobs = 0
+
+    # ------------------------------------------------------------------ routing
+
+    def register(self, source: Source, mapper: RecordMapper, segment_fields: tuple[str, ...],
+                 external_id_field: str | None) -> None:
+        lane = self._lanes.get(source.stream)
+        if lane is None:  # a new sink after a schema change keeps its stream's lane
+            lane = Lane(source, segment_fields, bulk=self.settings.write_api == "bulk")
+            self._lanes[source.stream] = lane
+        lane.source, lane.segment_fields = source, segment_fields
+        plan = self._plans.get(source.object_type)
+        if plan is None:
+            plan = ObjectPlan(source.object_type, "upsert" if external_id_field else "update",
+                              external_id_field, _key_reader(mapper))
+            self._plans[source.object_type] = plan
+        if lane not in plan.lanes:
+            plan.lanes.append(lane)
+        if lane.bulk:
+            source.stats.transport = "bulk"
+
+    def send(self, chunk: Chunk, waiting: int = 0) -> None:
+        """Route one chunk; ``waiting`` is how many more entries the sink holds unsent."""
+        lane = self._lanes[chunk.source.stream]
+        lane.to_write += len(chunk.entries)
+        if not lane.bulk and self._should_switch(lane, len(chunk.entries) + waiting):
+            lane.bulk = True
+            lane.source.stats.transport = "bulk"
+        plan = self._plans[chunk.object_type]
+        if not lane.bulk and not (plan.spool and len(plan.spool)):
+            self.dispatcher.submit(chunk)
+            return
+        self._spool(plan, lane, chunk)
+
+    def _should_switch(self, lane: Lane, pending: int) -> bool:
+        if self.settings.write_api != "auto":
+            return False
+        if lane.to_write >= self.settings.bulk_threshold:
+            LOGGER.info("stream %s has %d records to write in this run (bulk_threshold=%d): "
+                        "its records now go through Bulk API 2.0", lane.source.stream,
+                        lane.to_write, self.settings.bulk_threshold)
+            return True
+        usage = self.client.usage
+        if usage.used is None or not usage.max:
+            return False
+        remaining = int(usage.max * usage.limit_percent / 100.0) - usage.used
+        needed = -(-pending // self.settings.batch_size)
+        if remaining < needed:
+            LOGGER.info("stream %s: %d API calls left within api_usage_limit_percent, %d needed "
+                        "by collections: its records now go through Bulk API 2.0",
+                        lane.source.stream, remaining, needed)
+            return True
+        return False
+
+    def _spool(self, plan: ObjectPlan, lane: Lane, chunk: Chunk) -> None:
+        """Spool the chunk's entries, merged with what is spooled for the same keys; an entry
+        Bulk cannot express goes through collections (taken out of the spool if it was in)."""
+        if plan.spool is None:
+            plan.spool = Spool(plan.key_column, self._dir())
+        spool = plan.spool
+        if len(spool) and spool.csv_bytes_with(e.payload for e in chunk.entries) > \
+                self.max_job_bytes:
+            self._run(plan)
+        spooled = spool.get_many([entry.key for entry in chunk.entries])
+        keep: list[SpooledEntry] = []
+        direct: list[Entry] = []
+        for entry in chunk.entries:
+            records = [(source.stream, record) for source, record in entry.records]
+            payload = entry.payload
+            old = spooled.get(entry.key)
+            if old is not None:
+                payload = {**old.payload, **payload}
+                records = old.records + records
+                lane.source.stats.merged += 1
+            if (lane.bulk or old is not None) and bulk_expressible(payload) \
+                    and row_content(payload) <= MAX_RECORD_CHARS:
+                keep.append(SpooledEntry(entry.key, payload, records))
+            else:
+                if old is not None:
+                    spool.remove([entry.key])
+                direct.append(self._entry(SpooledEntry(entry.key, payload, records)))
+        spool.put_many(keep)
+        if direct:
+            self.dispatcher.submit(self._chunk(plan, lane, direct))
+
+    # ------------------------------------------------------------------ the barrier
+
+    def land(self) -> None:
+        """Run every spool (before STATE, at the end): each row landed, dead-lettered, or
+        handed to the Dispatcher (the caller then waits for it to be idle)."""
+        for plan in self._plans.values():
+            if plan.spool is not None and len(plan.spool):
+                self._run(plan)
+
+    def _run(self, plan: ObjectPlan) -> None:
+        spool = plan.spool
+        assert spool is not None
+        self.dispatcher.wait_idle()  # earlier collections calls land first: later values win
+        streams = {stream for stream, count in spool.streams.items() if count}
+        bulk_streams = {stream for stream in streams if self._lanes[stream].bulk}
+        self._replay(plan, streams - bulk_streams)
+        if not bulk_streams:
+            return
+        rows = sum(spool.streams[stream] for stream in bulk_streams)
+        if self.settings.write_api == "auto":
+            remaining = self.bulk.remaining_batches()
+            if remaining is not None and remaining < batches_for(rows):
+                LOGGER.warning("the org has %d Bulk API batches left today; a job of %d rows "
+                               "needs %d: sending them through collections", remaining, rows,
+                               batches_for(rows))
+                self._replay(plan, bulk_streams)
+                return
+        if self.stop_requested:
+            raise BulkJobAborted(f"stopped by a signal before {rows} spooled {plan.object_type} "
+                                 "records were sent; STATE covers only what landed, so a re-run "
+                                 "resumes from there")
+        self._job(plan, bulk_streams, rows)
+
+    def _replay(self, plan: ObjectPlan, streams: Iterable[str]) -> None:
+        """Spooled entries through collections, in chunks of ``batch_size`` per stream."""
+        for stream in streams:
+            lane = self._lanes[stream]
+            batch: list[Entry] = []
+            for spooled in plan.spool.take([stream]) if plan.spool else ():
+                batch.append(self._entry(spooled))
+                if len(batch) == self.settings.batch_size:
+                    self.dispatcher.submit(self._chunk(plan, lane, batch))
+                    batch = []
+            if batch:
+                self.dispatcher.submit(self._chunk(plan, lane, batch))
+
+    # ------------------------------------------------------------------ one job
+
+    def _job(self, plan: ObjectPlan, streams: set[str], rows: int) -> None:
+        spool = plan.spool
+        assert spool is not None
+        lead = self._lanes[max(streams, key=lambda stream: spool.streams[stream])]
+        stats = lead.source.stats
+        if self.settings.dry_run:
+            for spooled in spool.take(streams):
+                lane = self._lanes[spooled.stream]
+                self.stats.would_send(lane.source.stats, spooled.payload, lane.segment_fields)
+            self.stats.bulk_job(stats, calls=JOB_CALLS, batches=batches_for(rows), records=rows)
+            return
+        self._jobs += 1
+        path = Path(self._dir()) / f"job-{self._jobs}.csv"
+        spool.write_csv(path, streams)
+        calls_before = self.client.counts.bulk
+        try:
+            job = self._submit(plan, path, rows)
+        finally:
+            path.unlink(missing_ok=True)
+        try:
+            info = self.bulk.wait(job.id, self.settings.bulk_job_timeout_s,
+                                  on_poll=lambda info: _progress(plan, info, rows))
+        except BulkJobTimedOut as exc:
+            LOGGER.error("%s: aborting it; rows it processed are still counted", exc)
+            self.bulk.abort(job.id)
+            self._account(plan, streams, self.bulk.info(job.id), resend=False)
+            info = self.bulk.info(job.id)
+            self.stats.bulk_job(stats, calls=self.client.counts.bulk - calls_before,
+                                batches=batches_for(info.processed), records=rows)
+            raise BulkJobTimedOut(f"{exc} (bulk_job_timeout_s={self.settings.bulk_job_timeout_s}"
+                                  "); the job was aborted and the run stopped; STATE covers "
+                                  "only what landed, so a re-run resumes from there") from None
+        self._account(plan, streams, info, resend=True)
+        self.stats.bulk_job(stats, calls=self.client.counts.bulk - calls_before,
+                            batches=batches_for(info.processed), records=rows)
+
+    def _submit(self, plan: ObjectPlan, path: Path, rows: int) -> JobInfo:
+        """Create, upload and close a job; an Open job is aborted on a stop signal or error.
+        A close refused (a lost upload answer replayed: two uploads) starts one new job."""
+        for attempt in (1, 2):
+            job = self.bulk.create(plan.object_type, plan.operation, plan.external_id_field)
+            LOGGER.info("Bulk job %s: %d %s rows (%s), %.1f MB of CSV", job.id, rows,
+                        plan.object_type, plan.operation, path.stat().st_size / 1e6)
+            try:
+                self._check_stop(job, rows)
+                self.bulk.upload(job.id, path)
+                self._check_stop(job, rows)
+                return self.bulk.close(job.id)
+            except RequestFailed as exc:
+                self._abort_quietly(job)
+                if attempt == 2 or exc.status != 400:
+                    raise
+                LOGGER.warning("Bulk job %s could not be closed (%s); starting it again",
+                               job.id, exc.error_code)
+            except BaseException:
+                self._abort_quietly(job)
+                raise
+        raise AssertionError("unreachable")
+
+    def _check_stop(self, job: JobInfo, rows: int) -> None:
+        if self.stop_requested:
+            raise BulkJobAborted(f"stopped by a signal while Bulk job {job.id} was open: it was "
+                                 f"aborted unsent ({rows} rows); STATE covers only what landed, "
+                                 "so a re-run resumes from there")
+
+    def _abort_quietly(self, job: JobInfo) -> None:
+        try:
+            self.bulk.abort(job.id)
+            LOGGER.info("Bulk job %s aborted before it was processed", job.id)
+        except Exception as exc:  # an Open job is never processed; it expires on its own
+            LOGGER.warning("could not abort Bulk job %s (%s); left Open, it is never "
+                           "processed", job.id, type(exc).__name__)
+
+    # ------------------------------------------------------------------ results
+
+    def _account(self, plan: ObjectPlan, streams: set[str], info: JobInfo, *,
+                 resend: bool) -> None:
+        """Match each result row to its spooled entry by key, never by position."""
+        spool = plan.spool
+        assert spool is not None
+        if info.error_message:
+            LOGGER.warning("Bulk job %s ended %s: %s", info.id, info.state, info.error_message)
+        retry: list[SpooledEntry] = []
+        storage_full = False
+        for found in self._matched(plan, info.id, SUCCESSFUL):
+            landed: dict[str, list[tuple[dict, bool]]] = {}
+            for spooled, row in found:
+                landed.setdefault(spooled.stream, []).append((spooled.payload, row == "true"))
+            for stream, pairs in landed.items():
+                lane = self._lanes[stream]
+                self.stats.landed(lane.source.stats, pairs, lane.segment_fields)
+        for found in self._matched(plan, info.id, FAILED):
+            for spooled, error in found:
+                code, message, fields = parse_error(error)
+                error_class = classify_record_error(code)
+                if error_class is ErrorClass.TRANSIENT:
+                    retry.append(spooled)
+                    continue
+                storage_full = storage_full or error_class is ErrorClass.QUOTA
+                self.rejector.reject(
+                    Rejection(code, scrub(message, spooled.payload), fields, origin="salesforce"),
+                    spooled.key, self._entry(spooled).records)
+        for found in self._matched(plan, info.id, UNPROCESSED):
+            retry.extend(spooled for spooled, _ in found)
+        unreported = list(spool.take(streams))
+        if unreported:
+            LOGGER.warning("Bulk job %s: %d rows are in no result set; they are sent again "
+                           "through collections", info.id, len(unreported))
+        if storage_full:
+            raise ApiLimitReached(f"Salesforce answered STORAGE_LIMIT_EXCEEDED in Bulk job "
+                                  f"{info.id}: the org's data storage is full; free storage, "
+                                  "then re-run to resume")
+        if not resend:
+            return
+        again = retry + unreported
+        for stream in {spooled.stream for spooled in again}:
+            lane = self._lanes[stream]
+            mine = [self._entry(spooled) for spooled in again if spooled.stream == stream]
+            self.stats.retried(lane.source.stats, len(mine))
+            for start in range(0, len(mine), self.settings.batch_size):
+                self.dispatcher.submit(
+                    self._chunk(plan, lane, mine[start:start + self.settings.batch_size]))
+
+    def _matched(self, plan: ObjectPlan, job_id: str, kind: str
+                 ) -> Iterable[list[tuple[SpooledEntry, str]]]:
+        """Batches of (spooled entry, sf__Created or sf__Error cell) for one result set; each
+        matched entry leaves the spool, so a row reported twice is counted once."""
+        spool = plan.spool
+        assert spool is not None
+        header, rows = self.bulk.results(job_id, kind)
+        lowered = [name.lower() for name in header]
+        key_index = lowered.index(plan.key_column.lower())
+        extra = 1 if kind != UNPROCESSED else None
+        batch: list[list[str]] = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) == _MATCH_BATCH:
+                yield self._match_batch(plan, batch, key_index, extra)
+                batch = []
+        if batch:
+            yield self._match_batch(plan, batch, key_index, extra)
+
+    def _match_batch(self, plan: ObjectPlan, rows: list[list[str]], key_index: int,
+                     extra: int | None) -> list[tuple[SpooledEntry, str]]:
+        assert plan.spool is not None
+        keys = [plan.key_of(row[key_index]) for row in rows]
+        found = {entry.key: entry for entry in plan.spool.remove(keys)}
+        return [(found[key], row[extra] if extra is not None else "")
+                for key, row in zip(keys, rows, strict=True) if key in found]
+
+    # ------------------------------------------------------------------ helpers
+
+    def _entry(self, spooled: SpooledEntry) -> Entry:
+        return Entry(spooled.key, spooled.payload,
+                     [(self._lanes[stream].source, record) for stream, record in spooled.records])
+
+    def _chunk(self, plan: ObjectPlan, lane: Lane, entries: list[Entry]) -> Chunk:
+        return Chunk(source=lane.source, segment_fields=lane.segment_fields, entries=entries,
+                     external_id_field=plan.external_id_field)
+
+    def _dir(self) -> str:
+        if self._workdir is None:
+            self._workdir = tempfile.TemporaryDirectory(prefix="target-salesforce-crm-bulk-")
+        return self._workdir.name
+
+    def close(self) -> None:
+        """Delete the spools (what they held was landed, or is not covered by any STATE)."""
+        for plan in self._plans.values():
+            if plan.spool is not None:
+                plan.spool.close()
+                plan.spool = None
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None
+
+
+def _key_reader(mapper: RecordMapper) -> Callable[[str], str]:
+    """A result row's key cell as the mapper keyed the record (18-character Id, or the
+    external id, lower-cased when the field is not case-sensitive)."""
+    external = mapper.external_id
+    if external is not None:
+        if external.spec.case_sensitive:
+            return lambda cell: cell
+        return str.lower
+    object_type = mapper.object_type
+
+    def record_id(cell: str) -> str:
+        return normalize_id(cell, object_type)[0] or cell
+
+    return record_id
+
+
+def _progress(plan: ObjectPlan, info: JobInfo, rows: int) -> None:
+    LOGGER.info("Bulk job %s (%s, %d rows): %s, %d processed, %d failed", info.id,
+                plan.object_type, rows, info.state, info.processed, info.failed)
