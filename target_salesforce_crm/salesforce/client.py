@@ -177,7 +177,8 @@ class SalesforceClient:
     def call(self, method: str, path: str, body: Any = None, kind: str | None = None) -> Any:
         """One logical JSON call: retried on transient errors, replayed once after re-auth."""
         data = None if body is None else _encode(body)
-        _, payload = self._exchange(method, path, data, JSON_TYPE, JSON_TYPE, kind)
+        _, payload = self._exchange(method, path, data, JSON_TYPE, JSON_TYPE, kind,
+                                    expect_json=True)
         return payload
 
     def call_raw(self, method: str, path: str, body: bytes | Path | None = None, *,
@@ -186,14 +187,14 @@ class SalesforceClient:
         """One logical call whose bodies are not JSON (Bulk CSV uploads and results), under
         the same retry and re-auth policy as ``call``; a file body is streamed from disk,
         reopened for each attempt. Returns the answer's bytes (empty for 201/204)."""
-        answer, _ = self._exchange(method, path, body, content_type, accept, kind)
+        answer, _ = self._exchange(method, path, body, content_type, accept, kind,
+                                   expect_json=False)
         return answer.content
 
     def _exchange(self, method: str, path: str, data: bytes | Path | None, content_type: str,
-                  accept: str, kind: str | None) -> tuple[Answer, Any]:
+                  accept: str, kind: str | None, *, expect_json: bool) -> tuple[Answer, Any]:
         """The retry loop both call kinds share; an answer that should be JSON and is not
         counts as a transient failure."""
-        expect_json = accept == JSON_TYPE
         backoff = Backoff()
         token = self.tokens.token()
         reauthentications = 0

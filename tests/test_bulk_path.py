@@ -1,0 +1,231 @@
+"""Bulk API 2.0 end to end: the real CLI against the emulator over loopback HTTP.
+
+The differential test is the contract: ``write_api: bulk`` must leave the org and the
+dead-letter file exactly as ``write_api: collections`` does on the same input.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from _reliability import snapshot
+from conftest import (
+    CREDENTIALS,
+    SEGMENT_FIELDS,
+    base_config,
+    make_id,
+    profile,
+    run_target,
+    seed_contacts,
+    singer_lines,
+)
+
+from target_salesforce_crm.emulator import Emulator
+
+MAPPINGS = [
+    {"source": "person.name.lastName", "target": "LastName"},
+    {"source": "person.name.firstName", "target": "FirstName"},
+    {"source": "personalEmail.address", "target": "Email"},
+    {"source": "note", "target": "Description"},
+    {"source": "street", "target": "MailingStreet"},
+    {"source": "title", "target": "Title"},
+    {"source": "birth", "target": "Birthdate"},
+    {"source": "score", "target": "Loyalty_Score__c"},
+    {"source": "optout", "target": "HasOptedOutOfEmail"},
+]
+WIDE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "crmID": {"type": ["string", "null"]},
+        "person": {"type": ["object", "null"], "additionalProperties": True},
+        "personalEmail": {"type": ["object", "null"], "additionalProperties": True},
+        "segmentMembership": {"type": ["object", "null"], "additionalProperties": True},
+        "note": {"type": ["string", "null"]},
+        "street": {"type": ["string", "null"]},
+        "title": {"type": ["string", "null"]},
+        "birth": {"type": ["string", "null"], "format": "date-time"},
+        "score": {"type": ["number", "string", "null"]},
+        "optout": {"type": ["boolean", "null"]},
+    },
+}
+
+
+def person(record_id: Any, last: Any = "Last", first: Any = None, **extra: Any) -> dict:
+    name = {"lastName": last}
+    if first is not None:
+        name["firstName"] = first
+    return {"crmID": record_id, "person": {"name": name}, **extra}
+
+
+def tricky_input(ids: list[str]) -> list[dict[str, Any]]:
+    """One record per case the two transports must agree on."""
+    deleted = make_id("003", 987_654)
+    return [
+        {"crmID": ids[0], "person": {"name": {"lastName": "OnlyLast"}}},  # fewest columns first
+        person(ids[1], "Nulls", None, title="", note=None),  # null kept, "" clears, absent kept
+        person(ids[2], "Marker", "#N/A", title="x"),  # literal #N/A: Bulk would read null
+        person(ids[3], "Comma, \"quoted\"", "Ann", note='a,b "c"\r\nline2\nline3\rend',
+               street="1 Main St\nApt 2"),
+        person(ids[4], "Emoji", "😀" * 19 + "ab"),  # 40 UTF-16 units: fits
+        person(ids[5], "Emoji", "😀" * 20 + "a"),  # 41 UTF-16 units: STRING_TOO_LONG
+        person(ids[6], "Dates", "Dee", birth="2026-11-03T23:30:00-05:00",
+               title="2026-11-03T23:30:00.250-05:00", optout=True),
+        person(ids[7], "Numbers", score=12.50),
+        person(ids[8], "Numbers", score="3.14159"),
+        person(ids[9], "Numbers", score=7, optout=False),
+        person(ids[10], "SameA", "X"),
+        person(ids[10], "SameA", title="T",
+               segmentMembership={"ups": {"seg-loyal": {"status": "realized"}}}),
+        person(ids[10], "SameB", "Y"),
+        person(deleted, "Gone"),  # ENTITY_IS_DELETED
+        person(None, "NoId"),  # MISSING_ID
+        person("abc", "Bad"),  # MALFORMED_ID
+        person(make_id("00Q", 5), "Lead"),  # WRONG_OBJECT_ID
+        person(ids[11], "Mail", personalEmail={"address": "not-an-email"}),
+        person(ids[11], "Mail", personalEmail={"address": "x" * 80 + "@example.com"}),
+        person(ids[11], ""),  # REQUIRED_FIELD_MISSING
+        person(ids[11], "Score", score="abc"),  # INVALID_FIELD_VALUE
+        person(ids[11], "Seg", segmentMembership={"ups": {"seg-news": {"status": 5}}}),
+        person(ids[11], "Surrogate", "\ud800"),  # INVALID_FIELD_VALUE (lone surrogate)
+        {"crmID": 12345, "person": {"name": {"lastName": "Typed"}}},  # INVALID_RECORD
+        person(ids[11], "Landed", "Last", title="kept"),
+    ]
+
+
+def run_once(tmp_path: Path, write_api: str, records: list[dict]) -> tuple[dict, list, Any]:
+    with Emulator(segment_fields=SEGMENT_FIELDS, random_seed=7) as emu:
+        emu.seed("Contact", [
+            {"LastName": f"Old{n}", "FirstName": "Before", "Title": "Old title",
+             "Description": "Old note", "Email": f"old{n}@example.org"} for n in range(12)])
+        config = base_config(emu, tmp_path, write_api=write_api, field_mappings=MAPPINGS)
+        lines = singer_lines("contacts", records, schema=WIDE_SCHEMA)
+        run = run_target(config, lines, tmp_path)
+        assert run.returncode == 0, run.stderr[-3000:]
+        dead = sorted((line["id"] or "", line["error_code"], line["origin"])
+                      for line in run.rejected)
+        return snapshot(emu), dead, run
+
+
+def test_bulk_lands_exactly_what_collections_lands(tmp_path: Path) -> None:
+    with Emulator(segment_fields=SEGMENT_FIELDS, random_seed=7) as probe:
+        ids = probe.seed("Contact", [{"LastName": f"Old{n}"} for n in range(12)])
+    records = tricky_input(ids)
+    (tmp_path / "c").mkdir()
+    (tmp_path / "b").mkdir()
+    org_c, dead_c, run_c = run_once(tmp_path / "c", "collections", records)
+    org_b, dead_b, run_b = run_once(tmp_path / "b", "bulk", records)
+
+    assert org_b == org_c
+    assert dead_b == dead_c
+    codes = {code for _, code, _ in dead_c}
+    assert {"ENTITY_IS_DELETED", "MISSING_ID", "MALFORMED_ID", "WRONG_OBJECT_ID",
+            "INVALID_EMAIL_ADDRESS", "STRING_TOO_LONG", "REQUIRED_FIELD_MISSING",
+            "INVALID_FIELD_VALUE", "INVALID_SEGMENT_STATUS", "INVALID_RECORD"} <= codes
+    assert run_b.states == run_c.states
+    stream_b = run_b.report["streams"]["contacts"]
+    assert (stream_b["transport"], stream_b["bulk_jobs"]) == ("bulk", 1)
+    assert stream_b["collections_calls"] == 1  # the #N/A record, which Bulk cannot express
+    assert run_c.report["streams"]["contacts"]["bulk_jobs"] == 0
+    # spot checks that the comparison is about something
+    assert org_b[ids[1]]["Title"] is None and org_b[ids[1]]["FirstName"] == "Before"
+    assert org_b[ids[2]]["FirstName"] == "#N/A"
+    assert org_b[ids[3]]["Description"] == 'a,b "c"\r\nline2\nline3\rend'
+    assert org_b[ids[10]]["FirstName"] == "Y" and org_b[ids[10]]["Title"] == "T"
+    assert org_b[ids[0]]["FirstName"] == "Before"
+
+
+@pytest.mark.parametrize(("count", "bulk_jobs"), [(299, 0), (300, 1)])
+def test_auto_switches_to_bulk_at_the_threshold(emulator: Emulator, tmp_path: Path, count: int,
+                                                bulk_jobs: int) -> None:
+    ids = seed_contacts(emulator, count)
+    records = [profile(record_id, n) for n, record_id in enumerate(ids)]
+    config = base_config(emulator, tmp_path, bulk_threshold=300)
+    run = run_target(config, singer_lines("contacts", records), tmp_path)
+
+    assert run.returncode == 0, run.stderr[-3000:]
+    stream = run.report["streams"]["contacts"]
+    assert stream["bulk_jobs"] == bulk_jobs == emulator.stats()["bulk"]["jobs_completed"]
+    assert stream["transport"] == ("bulk" if bulk_jobs else "collections")
+    assert stream["updated"] == count
+    assert all(emulator.get("Contact", i)["LastName"] == f"Last{n}" for n, i in enumerate(ids))
+
+
+@pytest.mark.slow
+def test_fifty_thousand_records_cost_a_handful_of_calls(emulator: Emulator, tmp_path: Path
+                                                        ) -> None:
+    ids = seed_contacts(emulator, 50_000)
+    records = [profile(record_id, n, seg_loyal="realized") for n, record_id in enumerate(ids)]
+    config = base_config(emulator, tmp_path, write_api="bulk")
+    run = run_target(config, singer_lines("contacts", records), tmp_path, timeout=600)
+
+    assert run.returncode == 0, run.stderr[-3000:]
+    api = run.report["api"]
+    assert api["collections_calls"] == 0
+    assert api["calls"] <= 12, api
+    stream = run.report["streams"]["contacts"]
+    assert (stream["updated"], stream["bulk_batches"]) == (50_000, 5)
+    assert emulator.get("Contact", ids[-1])["Seg_Loyal__c"] == "realized"
+    assert emulator.stats()["bulk"]["rows_processed"] == 50_000
+
+
+def test_dry_run_forecasts_the_transport_calls_and_batches(emulator: Emulator, tmp_path: Path
+                                                           ) -> None:
+    ids = seed_contacts(emulator, 450)
+    records = [profile(record_id, n) for n, record_id in enumerate(ids)]
+    config = base_config(emulator, tmp_path, bulk_threshold=300, dry_run=True)
+    run = run_target(config, singer_lines("contacts", records), tmp_path)
+
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert emulator.stats()["bulk"]["jobs_created"] == 0
+    assert emulator.stats()["collections_calls"] == 0
+    stream = run.report["streams"]["contacts"]
+    # the first 200 go by collections (below the threshold), the other 250 in one job
+    assert stream["transport"] == "bulk"
+    assert stream["would_send"] == 450
+    assert (stream["collections_calls"], stream["bulk_jobs"], stream["bulk_records"],
+            stream["bulk_batches"]) == (1, 1, 250, 1)
+    assert stream["api_calls"] == stream["collections_calls"] + stream["bulk_calls"] > 5
+
+    real = tmp_path / "real"
+    real.mkdir()
+    config = base_config(emulator, real, bulk_threshold=300)
+    measured = run_target(config, singer_lines("contacts", records), real)
+    assert measured.returncode == 0, measured.stderr[-3000:]
+    done = measured.report["streams"]["contacts"]
+    assert {key: done[key] for key in ("transport", "collections_calls", "bulk_jobs",
+                                       "bulk_records", "bulk_batches")} == {
+        key: stream[key] for key in ("transport", "collections_calls", "bulk_jobs",
+                                     "bulk_records", "bulk_batches")}
+    assert done["bulk_calls"] == emulator.stats()["bulk"]["calls"]
+
+
+def access_token(emu: Emulator) -> str:
+    answer = requests.post(f"{emu.url}/services/oauth2/token", timeout=10, data={
+        "grant_type": "password", "client_id": CREDENTIALS["client_id"],
+        "client_secret": CREDENTIALS["client_secret"], "username": CREDENTIALS["username"],
+        "password": CREDENTIALS["password"] + CREDENTIALS["security_token"]})
+    answer.raise_for_status()
+    return str(answer.json()["access_token"])
+
+
+def test_a_job_left_open_by_a_killed_run_is_left_alone(emulator: Emulator, tmp_path: Path
+                                                       ) -> None:
+    ids = seed_contacts(emulator, 3)
+    jobs = f"{emulator.url}/services/data/v63.0/jobs/ingest"
+    headers = {"Authorization": f"Bearer {access_token(emulator)}"}
+    stale = requests.post(jobs, json={"object": "Contact", "operation": "update",
+                                      "lineEnding": "CRLF"}, headers=headers, timeout=10).json()
+    requests.put(f"{jobs}/{stale['id']}/batches", data=f'"Id","LastName"\r\n"{ids[0]}","Stale"\r\n',
+                 headers={**headers, "Content-Type": "text/csv"}, timeout=10).raise_for_status()
+
+    records = [profile(record_id, n) for n, record_id in enumerate(ids)]
+    run = run_target(base_config(emulator, tmp_path, write_api="bulk"),
+                     singer_lines("contacts", records), tmp_path)
+
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert [emulator.get("Contact", i)["LastName"] for i in ids] == ["Last0", "Last1", "Last2"]
+    left = requests.get(f"{jobs}/{stale['id']}", headers=headers, timeout=10).json()
+    assert (left["state"], left["numberRecordsProcessed"]) == ("Open", 0)
