@@ -6,12 +6,13 @@ dead-letter file exactly as ``write_api: collections`` does on the same input.
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from _reliability import snapshot
+from _reliability import LiveRun, message_lines, snapshot
 from conftest import (
     CREDENTIALS,
     SEGMENT_FIELDS,
@@ -229,3 +230,118 @@ def test_a_job_left_open_by_a_killed_run_is_left_alone(emulator: Emulator, tmp_p
     assert [emulator.get("Contact", i)["LastName"] for i in ids] == ["Last0", "Last1", "Last2"]
     left = requests.get(f"{jobs}/{stale['id']}", headers=headers, timeout=10).json()
     assert (left["state"], left["numberRecordsProcessed"]) == ("Open", 0)
+
+
+# --------------------------------------------------------------------------- results and faults
+
+
+def bulk_run(emu: Emulator, tmp_path: Path, count: int, **config: Any) -> tuple[list[str], Any]:
+    ids = seed_contacts(emu, count)
+    records = [profile(record_id, n, seg_news="existing") for n, record_id in enumerate(ids)]
+    settings = base_config(emu, tmp_path, **{"write_api": "bulk", **config})
+    return ids, run_target(settings, singer_lines("contacts", records), tmp_path)
+
+
+def all_landed(emu: Emulator, ids: list[str]) -> bool:
+    return all(emu.get("Contact", i)["LastName"] == f"Last{n}" for n, i in enumerate(ids))
+
+
+def test_locked_rows_are_retried_for_those_rows_only(tmp_path: Path) -> None:
+    with Emulator(segment_fields=SEGMENT_FIELDS, random_seed=3, lock_rate=0.2) as emu:
+        ids, run = bulk_run(emu, tmp_path, 400)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert all_landed(emu, ids)
+        stream = run.report["streams"]["contacts"]
+        failed = emu.stats()["bulk"]["rows_failed"]
+        assert failed > 0
+        assert stream["retried_records"] >= failed  # each locked row again, through collections
+        assert stream["updated"] == 400 and stream["rejected"] == 0
+        assert 0 < stream["collections_calls"] < 400 / 200 * 6
+
+
+def test_unprocessed_rows_of_a_failed_job_go_through_collections(tmp_path: Path) -> None:
+    with Emulator(segment_fields=SEGMENT_FIELDS, bulk_fail_after_batches=1) as emu:
+        ids, run = bulk_run(emu, tmp_path, 10_400)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert all_landed(emu, ids)
+        bulk = emu.stats()["bulk"]
+        assert (bulk["jobs_failed"], bulk["rows_processed"], bulk["rows_unprocessed"]) == (
+            1, 10_000, 400)
+        stream = run.report["streams"]["contacts"]
+        assert stream["updated"] == 10_400
+        assert stream["collections_calls"] == 2
+        assert "retried more than 10 times" in run.stderr
+
+
+def test_token_expiry_5xx_and_html_bodies_during_a_job_are_survived(tmp_path: Path) -> None:
+    faults = {"token_ttl_requests": 3, "http_503_rate": 0.15, "html_503_rate": 0.15,
+              "random_seed": 11}
+    with Emulator(segment_fields=SEGMENT_FIELDS, **faults) as emu:
+        ids, run = bulk_run(emu, tmp_path, 300)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert all_landed(emu, ids)
+        api = run.report["api"]
+        assert api["reauthentications"] > 0 and api["retried_calls"] > 0
+        assert emu.stats()["bulk"]["jobs_completed"] == 1
+        assert run.states == [{"offset": 300}]
+
+
+def test_a_job_past_its_timeout_is_aborted_and_the_run_stops(tmp_path: Path) -> None:
+    with Emulator(segment_fields=SEGMENT_FIELDS, bulk_rows_per_second=20) as emu:
+        ids, run = bulk_run(emu, tmp_path, 200, bulk_job_timeout_s=1)
+        assert run.returncode == 1
+        assert "bulk_job_timeout_s=1" in run.stderr and "aborted" in run.stderr
+        assert "Traceback" not in run.stderr
+        assert run.states == []  # nothing landed, so no STATE
+        assert emu.stats()["bulk"]["aborts"] == 1
+        assert emu.get("Contact", ids[0])["LastName"] == "Old0"
+        assert run.report["status"] == "failed"
+
+
+def test_upsert_through_bulk_creates_and_updates(emulator: Emulator, tmp_path: Path) -> None:
+    emulator.seed("Contact", [{"LastName": "Old", "External_Id__c": "EXT-0"}])
+    records = [dict(profile(None, n), ext=f"ext-{n}" if n % 2 else f"EXT-{n}")
+               for n in range(5)]
+    config = base_config(emulator, tmp_path, write_api="bulk", operation="upsert",
+                         external_id_field="External_Id__c", external_id_source="ext")
+    schema = {"type": "object", "properties": {"ext": {"type": "string"},
+                                               "person": {"type": "object"},
+                                               "personalEmail": {"type": "object"},
+                                               "segmentMembership": {"type": "object"}}}
+    run = run_target(config, singer_lines("contacts", records, schema=schema), tmp_path)
+
+    assert run.returncode == 0, run.stderr[-3000:]
+    stream = run.report["streams"]["contacts"]
+    assert (stream["updated"], stream["created"], stream["bulk_jobs"]) == (1, 4, 1)
+    stored = {r["External_Id__c"]: r["LastName"] for r in emulator.records("Contact")}
+    assert stored == {"EXT-0": "Last0", "ext-1": "Last1", "EXT-2": "Last2", "ext-3": "Last3",
+                      "EXT-4": "Last4"}
+
+
+def test_auto_sends_through_collections_when_bulk_batches_run_short(tmp_path: Path) -> None:
+    with Emulator(segment_fields=SEGMENT_FIELDS, bulk_batches_remaining=0) as emu:
+        ids, run = bulk_run(emu, tmp_path, 300, write_api="auto", bulk_threshold=100)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert all_landed(emu, ids)
+        assert emu.stats()["bulk"]["jobs_created"] == 0
+        assert run.report["streams"]["contacts"]["collections_calls"] == 2
+        assert "Bulk API batches left" in run.stderr
+
+
+def test_sigterm_aborts_the_job_it_was_filling(tmp_path: Path) -> None:
+    with Emulator(segment_fields=SEGMENT_FIELDS, latency_ms=1500) as emu:
+        ids = seed_contacts(emu, 300)
+        records = [profile(record_id, n) for n, record_id in enumerate(ids)]
+        config = base_config(emu, tmp_path, write_api="bulk")
+        live = LiveRun(config, tmp_path, message_lines(singer_lines("contacts", records)),
+                       lines_per_tick=1000)
+        live.wait_until(lambda: emu.stats()["bulk"]["calls"] >= 1, timeout=60)
+        live.signal(signal.SIGTERM)
+        code = live.finish()
+
+        assert code == 1, live.stderr[-3000:]
+        assert "aborted unsent" in live.stderr and "Traceback" not in live.stderr
+        bulk = emu.stats()["bulk"]
+        assert (bulk["aborts"], bulk["closes"], bulk["rows_processed"]) == (1, 0, 0)
+        assert live.states == []
+        assert emu.get("Contact", ids[0])["LastName"] == "Old0"
