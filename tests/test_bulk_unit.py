@@ -7,12 +7,18 @@ import csv
 import datetime
 import decimal
 import io
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from target_salesforce_crm.bulk_delivery import BulkDelivery
+from target_salesforce_crm.deadletter import DeadLetter
+from target_salesforce_crm.delivery import Chunk, Dispatcher, Entry
+from target_salesforce_crm.rejections import Rejector, Source
 from target_salesforce_crm.salesforce.bulk import (
     BulkIngest,
     JobInfo,
@@ -20,9 +26,12 @@ from target_salesforce_crm.salesforce.bulk import (
     parse_error,
     read_csv,
 )
+from target_salesforce_crm.salesforce.client import ApiUsage, CallCounts
 from target_salesforce_crm.salesforce.errors import BulkJobTimedOut
+from target_salesforce_crm.salesforce.ids import normalize_id
 from target_salesforce_crm.settings import SettingsError, parse_settings
 from target_salesforce_crm.spool import Spool, SpooledEntry, bulk_expressible, to_cell
+from target_salesforce_crm.stats import RunStats
 
 BASE: dict[str, Any] = {
     "login_url": "http://127.0.0.1:1",
@@ -246,3 +255,160 @@ def test_a_job_past_its_timeout_raises_after_a_last_poll() -> None:
     with pytest.raises(BulkJobTimedOut, match="750A"):
         bulk.wait("750A", 10)
     assert clock.now == 10.0
+
+
+# --------------------------------------------------------------------------- result accounting
+
+
+class ScriptedBulk:
+    """A Bulk API stand-in: keeps the uploaded CSV and answers each row as ``outcome`` says:
+    ``("ok", created)``, ``("error", sf__Error)``, ``("unprocessed",)`` or ``("lost",)``."""
+
+    def __init__(self, outcome: Callable[[dict[str, str]], tuple], echo: Callable[[str], str]
+                 ) -> None:
+        self.outcome = outcome
+        self.echo = echo  # how the org echoes the key column (normalised)
+        self.header: list[str] = []
+        self.rows: list[list[str]] = []
+
+    def create(self, object_type: str, operation: str, external_id_field: str | None) -> JobInfo:
+        return JobInfo("750A", "Open")
+
+    def upload(self, job_id: str, path: Path) -> None:
+        self.header, rows = read_csv(path.read_bytes())
+        self.rows = list(rows)
+
+    def close(self, job_id: str) -> JobInfo:
+        return JobInfo("750A", "UploadComplete")
+
+    def wait(self, job_id: str, timeout_s: float, on_poll: Any = None) -> JobInfo:
+        return JobInfo("750A", "JobComplete", processed=len(self.rows))
+
+    def results(self, job_id: str, kind: str) -> tuple[list[str], Iterator[list[str]]]:
+        wanted = {"successfulResults": "ok", "failedResults": "error",
+                  "unprocessedrecords": "unprocessed"}[kind]
+        prefix = {"ok": ["sf__Id", "sf__Created"], "error": ["sf__Id", "sf__Error"],
+                  "unprocessed": []}[wanted]
+        out = []
+        for row in reversed(self.rows):  # never in upload order
+            values = dict(zip(self.header, row, strict=True))
+            result = self.outcome(values)
+            if result[0] == wanted:
+                echoed = [self.echo(cell) if name == self.header[0] else cell
+                          for name, cell in zip(self.header, row, strict=True)]
+                out.append([*([values[self.header[0]], *result[1:]] if prefix else []), *echoed])
+        return prefix + self.header, iter(out)
+
+
+def delivery(tmp_path: Path, bulk: ScriptedBulk, *, external: str | None = None,
+             case_sensitive: bool = False) -> tuple[BulkDelivery, list[Chunk], Path, RunStats]:
+    settings = parse_settings({**BASE, "write_api": "bulk", "batch_size": 2})
+    stats = RunStats()
+    dead_path = tmp_path / "dead.jsonl"
+    rejector = Rejector(DeadLetter(str(dead_path)), stats)
+    sent: list[Chunk] = []
+    dispatcher = Dispatcher(1, sent.append)
+    client = SimpleNamespace(counts=CallCounts(), usage=ApiUsage(90))
+    bulk_delivery = BulkDelivery(settings, client, rejector, stats, dispatcher,  # type: ignore[arg-type]
+                                 bulk=bulk)  # type: ignore[arg-type]
+    spec = SimpleNamespace(case_sensitive=case_sensitive)
+    mapper = SimpleNamespace(object_type="Contact",
+                             external_id=SimpleNamespace(spec=spec) if external else None)
+    source = Source("s", "Contact", stats.stream("s", "Contact"))
+    bulk_delivery.register(source, mapper, ("Seg__c",), external)  # type: ignore[arg-type]
+    return bulk_delivery, sent, dead_path, stats
+
+
+def contact_ids(count: int) -> list[str]:
+    return [normalize_id(f"003{n:012d}", "Contact")[0] or "" for n in range(count)]
+
+
+def chunk_of(source_stats: Any, entries: list[Entry], external: str | None = None) -> Chunk:
+    return Chunk(Source("s", "Contact", source_stats), ("Seg__c",), entries, external)
+
+
+def test_results_are_matched_by_id_whatever_their_order_and_form(tmp_path: Path) -> None:
+    ids = contact_ids(6)
+    verdicts = {ids[0]: ("ok", "false"), ids[1]: ("ok", "false"), ids[2]: ("ok", "true"),
+                ids[3]: ("error", "INVALID_FIELD:bad value for Title:Title --"),
+                ids[4]: ("error", "UNABLE_TO_LOCK_ROW:unable to obtain exclusive access:--"),
+                ids[5]: ("lost",)}
+    bulk = ScriptedBulk(lambda row: verdicts[row["Id"]], echo=lambda cell: cell[:15])
+    lane, sent, dead_path, stats = delivery(tmp_path, bulk)
+    stream = stats.stream("s", "Contact")
+    entries = [Entry(i, {"attributes": {"type": "Contact"}, "id": i, "Title": f"T{n}",
+                         "Seg__c": "realized"}, [(Source("s", "Contact", stream), {"n": n})])
+               for n, i in enumerate(ids)]
+    lane.send(chunk_of(stream, entries[:3]))
+    lane.send(chunk_of(stream, entries[3:]))
+    assert sent == []  # spooled, nothing sent before the barrier
+    lane.land()
+    lane.dispatcher.wait_idle()
+
+    assert (stream.updated, stream.created, stream.retried) == (2, 1, 2)
+    assert stats.segments["Seg__c"] == {"realized": 3}
+    resent = sorted(entry.key for chunk in sent for entry in chunk.entries)
+    assert resent == sorted([ids[4], ids[5]])
+    lane.rejector.dead_letter.close()
+    dead = [json.loads(line) for line in dead_path.read_text().splitlines()]
+    assert [(d["id"], d["error_code"], d["fields"], d["origin"], d["record"]) for d in dead] == [
+        (ids[3], "INVALID_FIELD", ["Title"], "salesforce", {"n": 3})]
+    lane.close()
+
+
+def test_upsert_results_match_an_external_id_echoed_in_another_case(tmp_path: Path) -> None:
+    bulk = ScriptedBulk(lambda row: ("ok", "true"), echo=str.upper)
+    lane, sent, _, stats = delivery(tmp_path, bulk, external="Ext__c")
+    stream = stats.stream("s", "Contact")
+    entries = [Entry(f"ab-{n}", {"attributes": {"type": "Contact"}, "Ext__c": f"Ab-{n}"},
+                     [(Source("s", "Contact", stream), {"n": n})]) for n in range(3)]
+    lane.send(chunk_of(stream, entries, "Ext__c"))
+    lane.land()
+    assert (stream.created, stream.retried, sent) == (3, 0, [])
+    assert bulk.header == ["Ext__c"]
+    lane.close()
+
+
+def test_a_later_value_for_a_spooled_key_is_merged_and_a_marker_goes_by_collections(
+        tmp_path: Path) -> None:
+    ids = contact_ids(2)
+    bulk = ScriptedBulk(lambda row: ("ok", "false"), echo=lambda cell: cell)
+    lane, sent, _, stats = delivery(tmp_path, bulk)
+    stream = stats.stream("s", "Contact")
+    source = Source("s", "Contact", stream)
+    lane.send(chunk_of(stream, [Entry(ids[0], {"id": ids[0], "Title": "a"}, [(source, {})]),
+                                Entry(ids[1], {"id": ids[1], "Title": "b"}, [(source, {})])]))
+    lane.send(chunk_of(stream, [Entry(ids[0], {"id": ids[0], "FirstName": "F"}, [(source, {})]),
+                                Entry(ids[1], {"id": ids[1], "FirstName": "#N/A"},
+                                      [(source, {})])]))
+    lane.dispatcher.wait_idle()
+    assert [(e.key, e.payload) for c in sent for e in c.entries] == [
+        (ids[1], {"id": ids[1], "Title": "b", "FirstName": "#N/A"})]
+    lane.land()
+    assert bulk.header == ["Id", "Title", "FirstName"]
+    assert bulk.rows == [[ids[0], "a", "F"]]
+    assert stream.merged == 2 and stream.updated == 1
+    lane.close()
+
+
+def test_auto_goes_by_bulk_when_the_api_allowance_cannot_cover_collections(tmp_path: Path
+                                                                           ) -> None:
+    bulk = ScriptedBulk(lambda row: ("ok", "false"), echo=lambda cell: cell)
+    lane, sent, _, stats = delivery(tmp_path, bulk)
+    lane.settings = parse_settings({**BASE, "batch_size": 2, "api_usage_limit_percent": 50})
+    stream = stats.stream("s", "Contact")
+    only = lane._lanes["s"]
+    only.bulk = False
+    lane.client.usage.limit_percent = 50
+    lane.client.usage.settle("api-usage=48/100")
+    ids = contact_ids(4)
+    source = Source("s", "Contact", stream)
+    lane.send(chunk_of(stream, [Entry(i, {"id": i}, [(source, {})]) for i in ids[:2]]),
+              waiting=2)
+    lane.dispatcher.wait_idle()
+    assert (len(sent), only.bulk) == (1, False)  # 2 calls left, 2 needed
+    lane.client.usage.settle("api-usage=49/100")
+    lane.send(chunk_of(stream, [Entry(i, {"id": i}, [(source, {})]) for i in ids[2:]]),
+              waiting=2)
+    assert (len(sent), only.bulk, stream.transport) == (1, True, "bulk")
+    lane.close()
