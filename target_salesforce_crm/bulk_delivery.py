@@ -159,23 +159,25 @@ class BulkDelivery:
         if plan.spool is None:
             plan.spool = Spool(plan.key_column, self._dir())
         spool = plan.spool
-        if len(spool) and spool.csv_bytes_with(e.payload for e in chunk.entries) > \
-                self.max_job_bytes:
+        contents = [row_content(entry.payload) for entry in chunk.entries]
+        if len(spool) and spool.csv_bytes_with(contents, (e.payload for e in chunk.entries)) \
+                > self.max_job_bytes:
             self._run(plan)
         spooled = spool.get_many([entry.key for entry in chunk.entries])
         keep: list[SpooledEntry] = []
         direct: list[Entry] = []
-        for entry in chunk.entries:
+        for entry, own_content in zip(chunk.entries, contents, strict=True):
             records = [(source.stream, record) for source, record in entry.records]
-            payload = entry.payload
+            payload, content = entry.payload, own_content
             old = spooled.get(entry.key)
             if old is not None:
                 payload = {**old.payload, **payload}
                 records = old.records + records
+                content = row_content(payload)
                 lane.source.stats.merged += 1
-            if (lane.bulk or old is not None) and bulk_expressible(payload) \
-                    and row_content(payload) <= MAX_RECORD_CHARS:
-                keep.append(SpooledEntry(entry.key, payload, records))
+            if (lane.bulk or old is not None) and content <= MAX_RECORD_CHARS \
+                    and bulk_expressible(payload):
+                keep.append(SpooledEntry(entry.key, payload, records, content))
             else:
                 if old is not None:
                     spool.remove([entry.key])
@@ -369,16 +371,17 @@ class BulkDelivery:
         for row in rows:
             batch.append(row)
             if len(batch) == _MATCH_BATCH:
-                yield self._match_batch(plan, batch, key_index, extra)
+                yield self._match_batch(plan, kind, batch, key_index, extra)
                 batch = []
         if batch:
-            yield self._match_batch(plan, batch, key_index, extra)
+            yield self._match_batch(plan, kind, batch, key_index, extra)
 
-    def _match_batch(self, plan: ObjectPlan, rows: list[list[str]], key_index: int,
+    def _match_batch(self, plan: ObjectPlan, kind: str, rows: list[list[str]], key_index: int,
                      extra: int | None) -> list[tuple[SpooledEntry, str]]:
         assert plan.spool is not None
         keys = [plan.key_of(row[key_index]) for row in rows]
-        found = {entry.key: entry for entry in plan.spool.remove(keys)}
+        removed = plan.spool.remove(keys, records=kind != SUCCESSFUL)  # landed: not needed
+        found = {entry.key: entry for entry in removed}
         return [(found[key], row[extra] if extra is not None else "")
                 for key, row in zip(keys, rows, strict=True) if key in found]
 

@@ -35,6 +35,7 @@ class SpooledEntry:
     key: str
     payload: dict[str, Any]
     records: SpooledRecords
+    content: int | None = None  # ``row_content(payload)`` when already known
 
     @property
     def stream(self) -> str:
@@ -73,8 +74,19 @@ def bulk_expressible(payload: dict[str, Any]) -> bool:
 
 
 def row_content(payload: dict[str, Any]) -> int:
-    """Bytes the payload's cells take inside their quotes."""
-    return sum(cell_size(to_cell(value)) for name, value in payload.items() if name != _SKIPPED)
+    """Bytes the payload's cells take inside their quotes (text, the usual value, inline)."""
+    total = 0
+    for name, value in payload.items():
+        if value.__class__ is str:
+            if not value:
+                total += len(NULL_CELL)
+            elif value.isascii():
+                total += len(value) + value.count('"')
+            else:
+                total += cell_size(value)
+        elif name != _SKIPPED:
+            total += cell_size(to_cell(value))
+    return total
 
 
 class Spool:
@@ -104,102 +116,108 @@ class Spool:
         """Exact size of the job's CSV if it were written now (every row, every column)."""
         return csv_bytes(self.rows, len(self.columns), self._content, self._header_content)
 
-    def csv_bytes_with(self, payloads: Iterable[dict[str, Any]]) -> int:
-        """Size after adding ``payloads`` as new rows (an upper bound: merges add less)."""
-        rows, content, header, columns = self.rows, self._content, self._header_content, dict(
-            self.columns)
-        for payload in payloads:
+    def csv_bytes_with(self, contents: Iterable[int], payloads: Iterable[dict[str, Any]]
+                       ) -> int:
+        """Size after adding rows of these contents and payloads (an upper bound: a merge
+        replaces a row)."""
+        rows, content, header = self.rows, self._content, self._header_content
+        columns = len(self.columns)
+        for row in contents:
             rows += 1
-            content += row_content(payload)
-            for name in payload:
-                column = column_name(name)
-                if name != _SKIPPED and column not in columns:
-                    columns[column] = None
-                    header += cell_size(column)
-        return csv_bytes(rows, len(columns), content, header)
+            content += row
+        new = {column_name(name) for payload in payloads for name in payload
+               if name != _SKIPPED} - self.columns.keys()
+        columns += len(new)
+        header += sum(cell_size(name) for name in new)
+        return csv_bytes(rows, columns, content, header)
 
     def get_many(self, keys: Collection[str]) -> dict[str, SpooledEntry]:
+        return {entry.key: entry for entry in self._select(keys)}
+
+    def _select(self, keys: Collection[str], *, records: bool = True
+                ) -> Iterator[SpooledEntry]:
         if not self.rows or not keys:
-            return {}
-        found: dict[str, SpooledEntry] = {}
+            return
         keys = list(keys)
         for start in range(0, len(keys), 500):
             part = keys[start:start + 500]
-            marks = ",".join("?" * len(part))
-            for key, payload, records in self._db.execute(
-                    f"SELECT key, payload, records FROM entries WHERE key IN ({marks})",  # noqa: S608
-                    part):
-                found[key] = _entry(key, payload, records)
-        return found
+            yield from self._rows(f"key IN ({','.join('?' * len(part))})", part,
+                                  records=records)
+
+    def _rows(self, where: str, parameters: list[Any], *, records: bool = True
+              ) -> Iterator[SpooledEntry]:
+        wanted = "records" if records else "NULL"
+        cursor = self._db.execute(
+            f"SELECT key, payload, {wanted}, content, stream FROM entries WHERE {where}",  # noqa: S608
+            parameters)
+        for key, payload, stored, content, stream in cursor:
+            yield SpooledEntry(key, pickle.loads(payload),  # noqa: S301 - our own temp file
+                               pickle.loads(stored) if stored else [(stream, {})],  # noqa: S301
+                               content)
 
     def put_many(self, entries: Iterable[SpooledEntry]) -> None:
         """Insert or replace each entry (the caller merged it with what was spooled)."""
-        with self._db:
-            for entry in entries:
-                self._put(entry)
-
-    def _put(self, entry: SpooledEntry) -> None:
-        old = self._db.execute("SELECT content, stream FROM entries WHERE key = ?",
-                               (entry.key,)).fetchone()
-        if old is not None:
-            self._content -= old[0]
-            self.streams[old[1]] -= 1
+        entries = list(entries)
+        old = self._db.execute(
+            f"SELECT key, content, stream FROM entries WHERE key IN "  # noqa: S608
+            f"({','.join('?' * len(entries))})", [e.key for e in entries]
+        ).fetchall() if self.rows and entries else []
+        for _, content, stream in old:
+            self._content -= content
+            self.streams[stream] -= 1
             self.rows -= 1
-        content = row_content(entry.payload)
-        self._seq += 1
-        self._db.execute(
-            "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?)",
-            (entry.key, self._seq, entry.stream, content,
-             pickle.dumps(entry.payload, pickle.HIGHEST_PROTOCOL),
-             pickle.dumps(entry.records, pickle.HIGHEST_PROTOCOL)),
-        )
-        self._content += content
-        self.rows += 1
-        self.streams[entry.stream] += 1
-        for name in entry.payload:
-            column = column_name(name)
-            if name != _SKIPPED and column not in self.columns:
-                self.columns[column] = None
-                self._header_content += cell_size(column)
-
-    def remove(self, keys: Iterable[str]) -> list[SpooledEntry]:
-        """Take these keys out of the spool; returns those that were there."""
-        removed = list(self.get_many(list(keys)).values())
+        values = []
+        for entry in entries:
+            content = row_content(entry.payload) if entry.content is None else entry.content
+            self._seq += 1
+            values.append((entry.key, self._seq, entry.stream, content,
+                           pickle.dumps(entry.payload, pickle.HIGHEST_PROTOCOL),
+                           pickle.dumps(entry.records, pickle.HIGHEST_PROTOCOL)))
+            self._content += content
+            self.rows += 1
+            self.streams[entry.stream] += 1
+            for name in entry.payload:
+                if name != _SKIPPED and (column := column_name(name)) not in self.columns:
+                    self.columns[column] = None
+                    self._header_content += cell_size(column)
         with self._db:
-            for entry in removed:
-                self._forget(entry.key)
+            self._db.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?)",
+                                 values)
+
+    def remove(self, keys: Iterable[str], *, records: bool = True) -> list[SpooledEntry]:
+        """Take these keys out of the spool; returns those that were there (``records=False``:
+        without their source records, each entry's stream standing for them)."""
+        removed = list(self._select(list(keys), records=records))
+        self._forget(removed)
         return removed
 
-    def _forget(self, key: str) -> None:
-        content, stream = self._db.execute(
-            "SELECT content, stream FROM entries WHERE key = ?", (key,)).fetchone()
-        self._db.execute("DELETE FROM entries WHERE key = ?", (key,))
-        self._content -= content
-        self.rows -= 1
-        self.streams[stream] -= 1
+    def _forget(self, entries: list[SpooledEntry]) -> None:
+        if not entries:
+            return
+        with self._db:
+            self._db.executemany("DELETE FROM entries WHERE key = ?",
+                                 [(entry.key,) for entry in entries])
+        for entry in entries:
+            self._content -= entry.content or 0
+            self.rows -= 1
+            self.streams[entry.stream] -= 1
 
-    def entries(self, streams: Collection[str]) -> Iterator[SpooledEntry]:
-        """Every entry whose latest record came from one of ``streams``, in spooling order."""
+    def entries(self, streams: Collection[str], *, records: bool = True
+                ) -> Iterator[SpooledEntry]:
+        """Every entry whose latest record came from one of ``streams``, in spooling order
+        (``records=False``: payloads only, each entry's stream standing for its records)."""
         marks = ",".join("?" * len(streams))
-        cursor = self._db.execute(
-            f"SELECT key, payload, records FROM entries WHERE stream IN ({marks})"  # noqa: S608
-            " ORDER BY seq", list(streams))
-        for key, payload, records in cursor:
-            yield _entry(key, payload, records)
+        return self._rows(f"stream IN ({marks}) ORDER BY seq", list(streams), records=records)
 
     def take(self, streams: Collection[str], batch: int = 1000) -> Iterator[SpooledEntry]:
         """Like ``entries``, each one leaving the spool as it is handed out."""
         marks = ",".join("?" * len(streams))
-        query = (f"SELECT key, payload, records FROM entries WHERE stream IN ({marks})"  # noqa: S608
-                 " ORDER BY seq LIMIT ?")
         while True:
-            rows = self._db.execute(query, [*streams, batch]).fetchall()
-            if not rows:
+            taken = list(self._rows(f"stream IN ({marks}) ORDER BY seq LIMIT ?",
+                                    [*streams, batch]))
+            if not taken:
                 return
-            taken = [_entry(*row) for row in rows]
-            with self._db:
-                for entry in taken:
-                    self._forget(entry.key)
+            self._forget(taken)
             yield from taken
 
     def write_csv(self, path: Path, streams: Collection[str]) -> int:
@@ -210,7 +228,7 @@ class Spool:
         count = 0
         with path.open("w", encoding="utf-8", newline="") as out:
             out.write(csv_line(columns))
-            for entry in self.entries(streams):
+            for entry in self.entries(streams, records=False):
                 payload = entry.payload
                 out.write(csv_line([to_cell(payload.get(name)) for name in fields]))
                 count += 1
@@ -219,8 +237,3 @@ class Spool:
     def close(self) -> None:
         self._db.close()
         shutil.rmtree(self._dir, ignore_errors=True)
-
-
-def _entry(key: str, payload: bytes, records: bytes) -> SpooledEntry:
-    # our own temporary file, written by this process a moment ago
-    return SpooledEntry(key, pickle.loads(payload), pickle.loads(records))  # noqa: S301

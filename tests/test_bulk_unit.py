@@ -30,7 +30,13 @@ from target_salesforce_crm.salesforce.client import ApiUsage, CallCounts
 from target_salesforce_crm.salesforce.errors import BulkJobTimedOut
 from target_salesforce_crm.salesforce.ids import normalize_id
 from target_salesforce_crm.settings import SettingsError, parse_settings
-from target_salesforce_crm.spool import Spool, SpooledEntry, bulk_expressible, to_cell
+from target_salesforce_crm.spool import (
+    Spool,
+    SpooledEntry,
+    bulk_expressible,
+    row_content,
+    to_cell,
+)
 from target_salesforce_crm.stats import RunStats
 
 BASE: dict[str, Any] = {
@@ -139,7 +145,8 @@ def test_written_csv_has_the_union_of_columns_and_every_value(spool: Spool, tmp_
 def test_size_forecast_is_exact_and_an_upper_bound_before_adding(spool: Spool, tmp_path: Path
                                                                  ) -> None:
     first = [entry("003A", FirstName="é" * 3), entry("003B", LastName='"x"')]
-    forecast = spool.csv_bytes_with(e.payload for e in first)
+    payloads = [e.payload for e in first]
+    forecast = spool.csv_bytes_with([row_content(p) for p in payloads], payloads)
     spool.put_many(first)
     assert forecast == spool.csv_bytes
     spool.put_many([entry("003A", Title="t")])  # a merge replaces the row
