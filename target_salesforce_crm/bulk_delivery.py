@@ -46,7 +46,7 @@ from target_salesforce_crm.salesforce.errors import (
     classify_record_error,
 )
 from target_salesforce_crm.salesforce.ids import normalize_id
-from target_salesforce_crm.settings import Settings
+from target_salesforce_crm.settings import BULK_MIN_API_VERSION, Settings
 from target_salesforce_crm.spool import Spool, SpooledEntry, bulk_expressible, row_content
 from target_salesforce_crm.stats import RunStats
 
@@ -134,7 +134,8 @@ class BulkDelivery:
         self._spool(plan, lane, chunk)
 
     def _should_switch(self, lane: Lane, pending: int) -> bool:
-        if self.settings.write_api != "auto":
+        if self.settings.write_api != "auto" or \
+                float(self.settings.api_version) < BULK_MIN_API_VERSION:
             return False
         if lane.to_write >= self.settings.bulk_threshold:
             LOGGER.info("stream %s has %d records to write in this run (bulk_threshold=%d): "

@@ -22,6 +22,7 @@ MOVE_POLICIES = ("follow", "reject")  # converted_leads, merged_records
 WRITE_APIS = ("auto", "collections", "bulk")
 MIN_BULK_THRESHOLD = 1
 MIN_BULK_JOB_TIMEOUT_S = 1
+BULK_MIN_API_VERSION = 41.0  # Bulk API 2.0 ingest exists from this version on
 DEFAULT_API_VERSION = "63.0"
 MIN_BATCH_SIZE = 1
 MAX_BATCH_SIZE = 200  # records per sObject Collections call, the API's limit
@@ -325,6 +326,7 @@ def parse_settings(config: dict[str, Any]) -> Settings:
     if bulk_job_timeout_s < MIN_BULK_JOB_TIMEOUT_S:
         problems.append(f"bulk_job_timeout_s {bulk_job_timeout_s} must be at least "
                         f"{MIN_BULK_JOB_TIMEOUT_S}")
+BULK_MIN_API_VERSION = 41.0  # Bulk API 2.0 ingest exists from this version on
 
     if problems:
         raise SettingsError(problems)

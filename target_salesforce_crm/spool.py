@@ -7,8 +7,10 @@ never carries a key twice and results are matched back by key; and the source re
 hand for the dead-letter file when a row fails. ``write_csv`` renders the job's CSV with the
 union of every column seen, so a column absent from the first record is not dropped.
 
-Cost, measured on the benchmark's 1 KB profiles: about 6 µs per record to spool and 3 µs to
-render, against one collections call (≈ 20 ms) saved per 200 records.
+Measured (the CLI against the emulator, reference profiles, shared 2-core box): 100,000 records
+through Bulk took 13 API calls instead of 502 and about 40 µs more target CPU per record (spool,
+render, match results: 82 against 40 µs); peak memory for 60,000 records 67 MB against 52 MB
+through collections, flat over the run.
 """
 
 from __future__ import annotations

@@ -67,7 +67,8 @@ def test_bulk_settings_given() -> None:
 @pytest.mark.parametrize(
     ("override", "named"),
     [({"write_api": "soap"}, "write_api"), ({"bulk_threshold": 0}, "bulk_threshold"),
-     ({"bulk_job_timeout_s": 0}, "bulk_job_timeout_s")],
+     ({"bulk_job_timeout_s": 0}, "bulk_job_timeout_s"),
+     ({"write_api": "bulk", "api_version": "40.0"}, "api_version")],
 )
 def test_bad_bulk_settings_are_refused(override: dict[str, Any], named: str) -> None:
     with pytest.raises(SettingsError) as caught:
