@@ -364,7 +364,8 @@ class BulkDelivery:
         matched entry leaves the spool, so a row reported twice is counted once."""
         spool = plan.spool
         assert spool is not None
-        header, rows = self.bulk.results(job_id, kind)
+        path = Path(self._dir()) / f"{job_id}-{kind}.csv"
+        header, rows = self.bulk.results(job_id, kind, path)
         lowered = [name.lower() for name in header]
         key_index = lowered.index(plan.key_column.lower())
         extra = 1 if kind != UNPROCESSED else None
@@ -376,6 +377,7 @@ class BulkDelivery:
                 batch = []
         if batch:
             yield self._match_batch(plan, kind, batch, key_index, extra)
+        path.unlink(missing_ok=True)
 
     def _match_batch(self, plan: ObjectPlan, kind: str, rows: list[list[str]], key_index: int,
                      extra: int | None) -> list[tuple[SpooledEntry, str]]:

@@ -326,7 +326,10 @@ def parse_settings(config: dict[str, Any]) -> Settings:
     if bulk_job_timeout_s < MIN_BULK_JOB_TIMEOUT_S:
         problems.append(f"bulk_job_timeout_s {bulk_job_timeout_s} must be at least "
                         f"{MIN_BULK_JOB_TIMEOUT_S}")
-BULK_MIN_API_VERSION = 41.0  # Bulk API 2.0 ingest exists from this version on
+    if write_api == "bulk" and _API_VERSION.match(api_version) and \
+            float(api_version) < BULK_MIN_API_VERSION:
+        problems.append(f"write_api 'bulk' needs api_version {BULK_MIN_API_VERSION:.1f} or later "
+                        f"(Bulk API 2.0); api_version is {api_version!r}")
 
     if problems:
         raise SettingsError(problems)

@@ -292,7 +292,8 @@ class ScriptedBulk:
     def wait(self, job_id: str, timeout_s: float, on_poll: Any = None) -> JobInfo:
         return JobInfo("750A", "JobComplete", processed=len(self.rows))
 
-    def results(self, job_id: str, kind: str) -> tuple[list[str], Iterator[list[str]]]:
+    def results(self, job_id: str, kind: str, into: Path
+                ) -> tuple[list[str], Iterator[list[str]]]:
         wanted = {"successfulResults": "ok", "failedResults": "error",
                   "unprocessedrecords": "unprocessed"}[kind]
         prefix = {"ok": ["sf__Id", "sf__Created"], "error": ["sf__Id", "sf__Error"],

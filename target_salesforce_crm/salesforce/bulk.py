@@ -122,11 +122,13 @@ class BulkIngest:
                 )
             interval = min(interval * POLL_GROWTH, MAX_POLL_S)
 
-    def results(self, job_id: str, kind: str) -> tuple[list[str], Iterator[list[str]]]:
-        """One result set (``SUCCESSFUL``, ``FAILED`` or ``UNPROCESSED``): header and rows."""
-        data = self.client.call_raw("GET", f"jobs/ingest/{job_id}/{kind}/", accept=CSV_TYPE,
-                                    kind="bulk")
-        return read_csv(data)
+    def results(self, job_id: str, kind: str, into: Path
+                ) -> tuple[list[str], Iterator[list[str]]]:
+        """One result set (``SUCCESSFUL``, ``FAILED`` or ``UNPROCESSED``), downloaded to the
+        file ``into`` (a result set is as large as the job) and read from there lazily."""
+        self.client.call_raw("GET", f"jobs/ingest/{job_id}/{kind}/", accept=CSV_TYPE,
+                             kind="bulk", into=into)
+        return read_csv_file(into)
 
     def remaining_batches(self) -> int | None:
         """``DailyBulkApiBatches.Remaining`` from ``GET /limits/``, or None if not reported."""
@@ -168,6 +170,19 @@ def read_csv(data: bytes) -> tuple[list[str], Iterator[list[str]]]:
     reader = csv.reader(text)
     header = next(reader, [])
     return header, (row for row in reader if row)
+
+
+def read_csv_file(path: Path) -> tuple[list[str], Iterator[list[str]]]:
+    """Like ``read_csv``, from a file read as the rows are consumed."""
+    handle = path.open(encoding="utf-8-sig", newline="")
+    reader = csv.reader(handle)
+    header = next(reader, [])
+
+    def rows() -> Iterator[list[str]]:
+        with handle:
+            yield from (row for row in reader if row)
+
+    return header, rows()
 
 
 def batches_for(rows: int) -> int:

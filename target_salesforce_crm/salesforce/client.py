@@ -6,13 +6,14 @@ One keep-alive transport (transport.py) is shared by all worker threads. Every c
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlencode
 
 import msgspec
@@ -183,16 +184,18 @@ class SalesforceClient:
 
     def call_raw(self, method: str, path: str, body: bytes | Path | None = None, *,
                  content_type: str = JSON_TYPE, accept: str = JSON_TYPE,
-                 kind: str | None = None) -> bytes:
+                 kind: str | None = None, into: Path | None = None) -> bytes:
         """One logical call whose bodies are not JSON (Bulk CSV uploads and results), under
-        the same retry and re-auth policy as ``call``; a file body is streamed from disk,
-        reopened for each attempt. Returns the answer's bytes (empty for 201/204)."""
+        the same retry and re-auth policy as ``call``; a file body is streamed from disk and
+        an answer into ``into``, each reopened for every attempt. Returns the answer's bytes
+        (empty for 201/204, or when written to ``into``)."""
         answer, _ = self._exchange(method, path, body, content_type, accept, kind,
-                                   expect_json=False)
+                                   expect_json=False, into=into)
         return answer.content
 
     def _exchange(self, method: str, path: str, data: bytes | Path | None, content_type: str,
-                  accept: str, kind: str | None, *, expect_json: bool) -> tuple[Answer, Any]:
+                  accept: str, kind: str | None, *, expect_json: bool,
+                  into: Path | None = None) -> tuple[Answer, Any]:
         """The retry loop both call kinds share; an answer that should be JSON and is not
         counts as a transient failure."""
         backoff = Backoff()
@@ -202,7 +205,7 @@ class SalesforceClient:
         while True:
             self.usage.reserve()
             try:
-                response = self._send(method, token, path, data, content_type, accept)
+                response = self._send(method, token, path, data, content_type, accept, into)
             except TransportError as exc:
                 self.usage.settle(None)
                 self._retry_or_raise(backoff, None, f"{type(exc).__name__} on {method} {path}")
@@ -267,7 +270,7 @@ class SalesforceClient:
             )
 
     def _send(self, method: str, token: Token, path: str, data: bytes | Path | None,
-              content_type: str, accept: str) -> Answer:
+              content_type: str, accept: str, into: Path | None = None) -> Answer:
         """One HTTP request (each one counts against the org's daily limit)."""
         # a path from the instance root (e.g. /services/oauth2/userinfo), else a REST resource
         url = (f"{token.instance_url}{path}" if path.startswith("/")
@@ -275,14 +278,15 @@ class SalesforceClient:
         headers = {"Authorization": f"Bearer {token.access_token}", "Accept": accept}
         with self._counts_lock:
             self.counts.total += 1
-        if isinstance(data, Path):
-            headers["Content-Type"] = content_type
-            headers["Content-Length"] = str(data.stat().st_size)
-            with data.open("rb") as stream:
-                return self.transport.request(method, url, headers, stream)
         if data is not None:
             headers["Content-Type"] = content_type
-        return self.transport.request(method, url, headers, data)
+        with contextlib.ExitStack() as files:
+            body: bytes | IO[bytes] | None = data if not isinstance(data, Path) else None
+            if isinstance(data, Path):
+                headers["Content-Length"] = str(data.stat().st_size)
+                body = files.enter_context(data.open("rb"))
+            sink = files.enter_context(into.open("wb")) if into is not None else None
+            return self.transport.request(method, url, headers, body, sink)
 
     def _retry_or_raise(self, backoff: Backoff, retry_after: float | None, what: str) -> None:
         self._count("retries")

@@ -65,17 +65,19 @@ class Transport:
         self._lock = threading.Lock()
 
     def request(
-        self, method: str, url: str, headers: dict[str, str], body: bytes | IO[bytes] | None
+        self, method: str, url: str, headers: dict[str, str], body: bytes | IO[bytes] | None,
+        into: IO[bytes] | None = None,
     ) -> Answer:
         """One HTTP exchange; raises one of ``TransportError`` when there is no answer. A file
-        body is sent as it is read (its Content-Length given by the caller)."""
+        body is sent as it is read (its Content-Length given by the caller); with ``into``, a
+        successful answer's body is written there as it arrives (``content`` stays empty)."""
         route = self._route(url)
         target = url if route.full_url else _path_and_query(url)
         try:
             response = route.pool.urlopen(
                 method, target, body=body, headers={**self._base_headers, **headers},
                 redirect=False, assert_same_host=False, retries=False,
-                timeout=_URLLIB3_TIMEOUT, preload_content=True, decode_content=True,
+                timeout=_URLLIB3_TIMEOUT, preload_content=into is None, decode_content=True,
             )
         except urllib3.exceptions.SSLError as exc:
             if _is_verification_failure(exc):
@@ -84,7 +86,16 @@ class Transport:
                     "trusted by the CA bundle in use (REQUESTS_CA_BUNDLE, if set)"
                 ) from None
             raise
-        return Answer(response.status, response.headers, response.data)
+        if into is None:
+            return Answer(response.status, response.headers, response.data)
+        try:
+            if 200 <= response.status < 300:
+                for block in response.stream(1 << 20, decode_content=True):
+                    into.write(block)
+                return Answer(response.status, response.headers, b"")
+            return Answer(response.status, response.headers, response.read(decode_content=True))
+        finally:
+            response.release_conn()
 
     def _route(self, url: str) -> _Route:
         parts = urlsplit(url)
