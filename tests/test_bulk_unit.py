@@ -278,11 +278,13 @@ class ScriptedBulk:
         self.echo = echo  # how the org echoes the key column (normalised)
         self.header: list[str] = []
         self.rows: list[list[str]] = []
+        self.upload_sizes: list[int] = []
 
     def create(self, object_type: str, operation: str, external_id_field: str | None) -> JobInfo:
         return JobInfo("750A", "Open")
 
     def upload(self, job_id: str, path: Path) -> None:
+        self.upload_sizes.append(path.stat().st_size)
         self.header, rows = read_csv(path.read_bytes())
         self.rows = list(rows)
 
@@ -310,7 +312,8 @@ class ScriptedBulk:
 
 
 def delivery(tmp_path: Path, bulk: ScriptedBulk, *, external: str | None = None,
-             case_sensitive: bool = False) -> tuple[BulkDelivery, list[Chunk], Path, RunStats]:
+             case_sensitive: bool = False, max_job_bytes: int = 100 * 1024 * 1024
+             ) -> tuple[BulkDelivery, list[Chunk], Path, RunStats]:
     settings = parse_settings({**BASE, "write_api": "bulk", "batch_size": 2})
     stats = RunStats()
     dead_path = tmp_path / "dead.jsonl"
@@ -319,7 +322,7 @@ def delivery(tmp_path: Path, bulk: ScriptedBulk, *, external: str | None = None,
     dispatcher = Dispatcher(1, sent.append)
     client = SimpleNamespace(counts=CallCounts(), usage=ApiUsage(90))
     bulk_delivery = BulkDelivery(settings, client, rejector, stats, dispatcher,  # type: ignore[arg-type]
-                                 bulk=bulk)  # type: ignore[arg-type]
+                                 bulk=bulk, max_job_bytes=max_job_bytes)  # type: ignore[arg-type]
     spec = SimpleNamespace(case_sensitive=case_sensitive)
     mapper = SimpleNamespace(object_type="Contact",
                              external_id=SimpleNamespace(spec=spec) if external else None)
@@ -420,4 +423,20 @@ def test_auto_goes_by_bulk_when_the_api_allowance_cannot_cover_collections(tmp_p
     lane.send(chunk_of(stream, [Entry(i, {"id": i}, [(source, {})]) for i in ids[2:]]),
               waiting=2)
     assert (len(sent), only.bulk, stream.transport) == (1, True, "bulk")
+    lane.close()
+
+
+def test_a_spool_past_the_job_size_is_sent_before_it_grows_further(tmp_path: Path) -> None:
+    bulk = ScriptedBulk(lambda row: ("ok", "false"), echo=lambda cell: cell)
+    lane, sent, _, stats = delivery(tmp_path, bulk, max_job_bytes=400)
+    stream = stats.stream("s", "Contact")
+    source = Source("s", "Contact", stream)
+    ids = contact_ids(12)
+    for start in range(0, 12, 2):
+        lane.send(chunk_of(stream, [Entry(i, {"id": i, "Title": "t" * 40}, [(source, {})])
+                                    for i in ids[start:start + 2]]))
+    lane.land()
+    assert len(bulk.upload_sizes) > 2 and max(bulk.upload_sizes) <= 400
+    assert (stream.updated, sent) == (12, [])
+    assert stream.bulk_jobs == len(bulk.upload_sizes)
     lane.close()
