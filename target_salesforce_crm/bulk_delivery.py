@@ -6,9 +6,10 @@ Dispatcher as before until the stream goes by Bulk: always with ``write_api: bul
 remaining daily API allowance could not cover the collections calls its pending records need.
 From then on its chunks are spooled on disk (``spool.py``, one spool per object, merged by key
 across streams and across the whole job). At the STATE barrier, at the end, or when the spool
-reaches 100 MB of CSV, the spool is run as a job, and STATE waits for its results: successes are
-counted, failures dead-lettered, and locked, unprocessed or unreported rows sent again through
-collections (at-least-once). In ``auto`` a job that the org's remaining Bulk batches cannot
+reaches 100 MB of CSV, the spool is run as a job, and STATE waits for its results
+(``bulk_results.py``): successes are counted, failures followed or dead-lettered as collections
+results are, and locked, unprocessed or unreported rows sent again through collections
+(at-least-once). In ``auto`` a job that the org's remaining Bulk batches cannot
 carry goes through collections instead.
 """
 
@@ -16,36 +17,34 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
 
+from target_salesforce_crm.bulk_results import (
+    JobResults,
+    Lane,
+    ObjectPlan,
+    chunk_of,
+    entry_of,
+    key_reader,
+)
 from target_salesforce_crm.chunks import Chunk, Entry
-from target_salesforce_crm.deadletter import scrub
-from target_salesforce_crm.delivery import Dispatcher
+from target_salesforce_crm.delivery import Deliverer, Dispatcher
 from target_salesforce_crm.mapping import RecordMapper
-from target_salesforce_crm.rejections import Rejection, Rejector, Source
+from target_salesforce_crm.rejections import Rejector, Source
 from target_salesforce_crm.salesforce.bulk import (
-    FAILED,
     MAX_RECORD_CHARS,
     MAX_UPLOAD_BYTES,
-    SUCCESSFUL,
-    UNPROCESSED,
     BulkIngest,
     JobInfo,
     batches_for,
-    parse_error,
 )
 from target_salesforce_crm.salesforce.client import SalesforceClient
 from target_salesforce_crm.salesforce.errors import (
-    ApiLimitReached,
     BulkJobAborted,
     BulkJobTimedOut,
-    ErrorClass,
     RequestFailed,
-    classify_record_error,
 )
-from target_salesforce_crm.salesforce.ids import normalize_id
 from target_salesforce_crm.settings import BULK_MIN_API_VERSION, Settings
 from target_salesforce_crm.spool import Spool, SpooledEntry, bulk_expressible, row_content
 from target_salesforce_crm.stats import RunStats
@@ -53,43 +52,17 @@ from target_salesforce_crm.stats import RunStats
 LOGGER = logging.getLogger("target-salesforce-crm")
 TYPICAL_POLLS = 3
 JOB_CALLS = 3 + TYPICAL_POLLS + 3  # create, upload, close; polls; the three result sets
-_MATCH_BATCH = 500
-
-
-@dataclass
-class Lane:
-    """One stream: its transport and how many records it had to write in this run."""
-
-    source: Source
-    segment_fields: tuple[str, ...]
-    bulk: bool
-    to_write: int = 0
-
-
-@dataclass
-class ObjectPlan:
-    """One object: how its jobs are created and how a result row finds its spooled entry."""
-
-    object_type: str
-    operation: str
-    external_id_field: str | None
-    key_of: Callable[[str], str]
-    spool: Spool | None = None
-    lanes: list[Lane] = field(default_factory=list)
-
-    @property
-    def key_column(self) -> str:
-        return self.external_id_field or "Id"
 
 
 class BulkDelivery:
     """Routes chunks to collections or the spool, and runs the spools as Bulk jobs."""
 
     def __init__(self, settings: Settings, client: SalesforceClient, rejector: Rejector,
-                 stats: RunStats, dispatcher: Dispatcher, *, bulk: BulkIngest | None = None,
-                 max_job_bytes: int = MAX_UPLOAD_BYTES) -> None:
+                 stats: RunStats, dispatcher: Dispatcher, *, deliverer: Deliverer | None = None,
+                 bulk: BulkIngest | None = None, max_job_bytes: int = MAX_UPLOAD_BYTES) -> None:
         self.settings = settings
         self.client = client
+        self.deliverer = deliverer  # its redirector and campaign sync serve Bulk results too
         self.bulk = bulk or BulkIngest(client)
         self.rejector = rejector
         self.stats = stats
@@ -113,7 +86,7 @@ class BulkDelivery:
         plan = self._plans.get(source.object_type)
         if plan is None:
             plan = ObjectPlan(source.object_type, "upsert" if external_id_field else "update",
-                              external_id_field, _key_reader(mapper))
+                              external_id_field, key_reader(mapper))
             self._plans[source.object_type] = plan
         if lane not in plan.lanes:
             plan.lanes.append(lane)
@@ -169,20 +142,24 @@ class BulkDelivery:
         direct: list[Entry] = []
         for entry, own_content in zip(chunk.entries, contents, strict=True):
             records = [(source.stream, record) for source, record in entry.records]
-            payload, content = entry.payload, own_content
+            payload, content, memberships = entry.payload, own_content, entry.memberships
             old = spooled.get(entry.key)
             if old is not None:
                 payload = {**old.payload, **payload}
                 records = old.records + records
                 content = row_content(payload)
+                if old.memberships:
+                    memberships = {**old.memberships, **(memberships or {})}
                 lane.source.stats.merged += 1
+            merged = SpooledEntry(entry.key, payload, records, content, memberships,
+                                  max(entry.moves, old.moves if old else 0))
             if (lane.bulk or old is not None) and content <= MAX_RECORD_CHARS \
                     and bulk_expressible(payload):
-                keep.append(SpooledEntry(entry.key, payload, records, content))
+                keep.append(merged)
             else:
                 if old is not None:
                     spool.remove([entry.key])
-                direct.append(self._entry(SpooledEntry(entry.key, payload, records)))
+                direct.append(self._entry(merged))
         spool.put_many(keep)
         if direct:
             self.dispatcher.submit(self._chunk(plan, lane, direct))
@@ -312,44 +289,14 @@ class BulkDelivery:
 
     def _account(self, plan: ObjectPlan, streams: set[str], info: JobInfo, *,
                  resend: bool) -> None:
-        """Match each result row to its spooled entry by key, never by position."""
-        spool = plan.spool
-        assert spool is not None
+        """Account for the job's rows; locked, unprocessed and unreported ones are sent
+        again through collections (unless the run is stopping)."""
         if info.error_message:
             LOGGER.warning("Bulk job %s ended %s: %s", info.id, info.state, info.error_message)
-        retry: list[SpooledEntry] = []
-        storage_full = False
-        for found in self._matched(plan, info.id, SUCCESSFUL):
-            landed: dict[str, list[tuple[dict, bool]]] = {}
-            for spooled, row in found:
-                landed.setdefault(spooled.stream, []).append((spooled.payload, row == "true"))
-            for stream, pairs in landed.items():
-                lane = self._lanes[stream]
-                self.stats.landed(lane.source.stats, pairs, lane.segment_fields)
-        for found in self._matched(plan, info.id, FAILED):
-            for spooled, error in found:
-                code, message, fields = parse_error(error)
-                error_class = classify_record_error(code)
-                if error_class is ErrorClass.TRANSIENT:
-                    retry.append(spooled)
-                    continue
-                storage_full = storage_full or error_class is ErrorClass.QUOTA
-                self.rejector.reject(
-                    Rejection(code, scrub(message, spooled.payload), fields, origin="salesforce"),
-                    spooled.key, self._entry(spooled).records)
-        for found in self._matched(plan, info.id, UNPROCESSED):
-            retry.extend(spooled for spooled, _ in found)
-        unreported = list(spool.take(streams))
-        if unreported:
-            LOGGER.warning("Bulk job %s: %d rows are in no result set; they are sent again "
-                           "through collections", info.id, len(unreported))
-        if storage_full:
-            raise ApiLimitReached(f"Salesforce answered STORAGE_LIMIT_EXCEEDED in Bulk job "
-                                  f"{info.id}: the org's data storage is full; free storage, "
-                                  "then re-run to resume")
+        again = JobResults(plan, self._lanes, self.bulk, self.stats, self.rejector,
+                           self.deliverer, self._dir()).account(info, streams)
         if not resend:
             return
-        again = retry + unreported
         for stream in {spooled.stream for spooled in again}:
             lane = self._lanes[stream]
             mine = [self._entry(spooled) for spooled in again if spooled.stream == stream]
@@ -358,45 +305,11 @@ class BulkDelivery:
                 self.dispatcher.submit(
                     self._chunk(plan, lane, mine[start:start + self.settings.batch_size]))
 
-    def _matched(self, plan: ObjectPlan, job_id: str, kind: str
-                 ) -> Iterable[list[tuple[SpooledEntry, str]]]:
-        """Batches of (spooled entry, sf__Created or sf__Error cell) for one result set; each
-        matched entry leaves the spool, so a row reported twice is counted once."""
-        spool = plan.spool
-        assert spool is not None
-        path = Path(self._dir()) / f"{job_id}-{kind}.csv"
-        header, rows = self.bulk.results(job_id, kind, path)
-        lowered = [name.lower() for name in header]
-        key_index = lowered.index(plan.key_column.lower())
-        extra = 1 if kind != UNPROCESSED else None
-        batch: list[list[str]] = []
-        for row in rows:
-            batch.append(row)
-            if len(batch) == _MATCH_BATCH:
-                yield self._match_batch(plan, kind, batch, key_index, extra)
-                batch = []
-        if batch:
-            yield self._match_batch(plan, kind, batch, key_index, extra)
-        path.unlink(missing_ok=True)
-
-    def _match_batch(self, plan: ObjectPlan, kind: str, rows: list[list[str]], key_index: int,
-                     extra: int | None) -> list[tuple[SpooledEntry, str]]:
-        assert plan.spool is not None
-        keys = [plan.key_of(row[key_index]) for row in rows]
-        removed = plan.spool.remove(keys, records=kind != SUCCESSFUL)  # landed: not needed
-        found = {entry.key: entry for entry in removed}
-        return [(found[key], row[extra] if extra is not None else "")
-                for key, row in zip(keys, rows, strict=True) if key in found]
-
-    # ------------------------------------------------------------------ helpers
-
     def _entry(self, spooled: SpooledEntry) -> Entry:
-        return Entry(spooled.key, spooled.payload,
-                     [(self._lanes[stream].source, record) for stream, record in spooled.records])
+        return entry_of(spooled, self._lanes)
 
     def _chunk(self, plan: ObjectPlan, lane: Lane, entries: list[Entry]) -> Chunk:
-        return Chunk(source=lane.source, segment_fields=lane.segment_fields, entries=entries,
-                     external_id_field=plan.external_id_field)
+        return chunk_of(plan, lane, entries)
 
     def _dir(self) -> str:
         if self._workdir is None:
@@ -412,22 +325,6 @@ class BulkDelivery:
         if self._workdir is not None:
             self._workdir.cleanup()
             self._workdir = None
-
-
-def _key_reader(mapper: RecordMapper) -> Callable[[str], str]:
-    """A result row's key cell as the mapper keyed the record (18-character Id, or the
-    external id, lower-cased when the field is not case-sensitive)."""
-    external = mapper.external_id
-    if external is not None:
-        if external.spec.case_sensitive:
-            return lambda cell: cell
-        return str.lower
-    object_type = mapper.object_type
-
-    def record_id(cell: str) -> str:
-        return normalize_id(cell, object_type)[0] or cell
-
-    return record_id
 
 
 def _progress(plan: ObjectPlan, info: JobInfo, rows: int) -> None:

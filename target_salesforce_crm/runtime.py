@@ -68,7 +68,7 @@ class Runtime:
         self.client.on_concurrency_limit = self.dispatcher.lower_concurrency
         self.deliverer.on_hold = self.dispatcher.held
         self.bulk = BulkDelivery(settings, self.client, self.rejector, self.stats,
-                                 self.dispatcher)
+                                 self.dispatcher, deliverer=self.deliverer)
         self.pending = PendingIndex()
         self._fields: dict[str, dict[str, FieldSpec]] = {}
         self._lock = threading.Lock()

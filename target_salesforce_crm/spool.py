@@ -38,6 +38,8 @@ class SpooledEntry:
     payload: dict[str, Any]
     records: SpooledRecords
     content: int | None = None  # ``row_content(payload)`` when already known
+    memberships: dict[str, str] | None = None  # campaign segment id → status
+    moves: int = 0  # times the entry was redirected to a converted or surviving record
 
     @property
     def stream(self) -> str:
@@ -154,9 +156,9 @@ class Spool:
             f"SELECT key, payload, {wanted}, content, stream FROM entries WHERE {where}",  # noqa: S608
             parameters)
         for key, payload, stored, content, stream in cursor:
-            yield SpooledEntry(key, pickle.loads(payload),  # noqa: S301 - our own temp file
-                               pickle.loads(stored) if stored else [(stream, {})],  # noqa: S301
-                               content)
+            values, memberships = pickle.loads(payload)  # noqa: S301 - our own temp file
+            sources, moves = pickle.loads(stored) if stored else ([(stream, {})], 0)  # noqa: S301
+            yield SpooledEntry(key, values, sources, content, memberships, moves)
 
     def put_many(self, entries: Iterable[SpooledEntry]) -> None:
         """Insert or replace each entry (the caller merged it with what was spooled)."""
@@ -174,8 +176,9 @@ class Spool:
             content = row_content(entry.payload) if entry.content is None else entry.content
             self._seq += 1
             values.append((entry.key, self._seq, entry.stream, content,
-                           pickle.dumps(entry.payload, pickle.HIGHEST_PROTOCOL),
-                           pickle.dumps(entry.records, pickle.HIGHEST_PROTOCOL)))
+                           pickle.dumps((entry.payload, entry.memberships),
+                                        pickle.HIGHEST_PROTOCOL),
+                           pickle.dumps((entry.records, entry.moves), pickle.HIGHEST_PROTOCOL)))
             self._content += content
             self.rows += 1
             self.streams[entry.stream] += 1

@@ -22,6 +22,7 @@ from conftest import (
     profile,
     run_target,
     seed_contacts,
+    seed_leads,
     singer_lines,
 )
 
@@ -391,3 +392,38 @@ def test_sigterm_aborts_the_job_it_was_filling(tmp_path: Path) -> None:
         assert (bulk["aborts"], bulk["closes"], bulk["rows_processed"]) == (1, 0, 0)
         assert live.states == []
         assert emu.get("Contact", ids[0])["LastName"] == "Old0"
+
+
+def admin(emu: Emulator, action: str, payload: dict) -> dict:
+    answer = requests.post(f"{emu.url}/__emulator__/{action}", json=payload, timeout=10)
+    answer.raise_for_status()
+    return dict(answer.json())
+
+
+def test_moved_records_refused_in_a_job_are_followed_as_collections_follow_them(
+        emulator: Emulator, tmp_path: Path) -> None:
+    leads = seed_leads(emulator, 120)
+    converted, merged, deleted = leads[:20], leads[20:30], leads[30:35]
+    contact_of = {lead: admin(emulator, "convert-lead", {"lead_id": lead})["contact_id"]
+                  for lead in converted}
+    survivor = dict(zip(merged, leads[100:110], strict=True))
+    for loser, master in survivor.items():
+        admin(emulator, "merge", {"object": "Lead", "master_id": master, "loser_ids": [loser]})
+    admin(emulator, "delete", {"ids": deleted})
+    order = leads[35:] + leads[:35]  # the moved profiles come last: their values win
+    records = [profile(lead, n, lead=True, seg_loyal="realized") for n, lead in enumerate(order)]
+    config = base_config(emulator, tmp_path, salesforce_id_type="Lead", write_api="bulk")
+
+    run = run_target(config, singer_lines("leads", records), tmp_path)
+
+    assert run.returncode == 0, run.stderr[-3000:]
+    position = {lead: n for n, lead in enumerate(order)}
+    for lead, contact in contact_of.items():
+        assert emulator.get("Contact", contact)["LastName"] == f"Last{position[lead]}"
+    for lead, live in survivor.items():
+        assert emulator.get("Lead", live)["LastName"] == f"Last{position[lead]}"
+    assert sorted(row["id"] for row in run.rejected) == sorted(deleted)
+    assert {row["error_code"] for row in run.rejected} == {"ENTITY_IS_DELETED"}
+    stream = run.report["streams"]["leads"]
+    assert stream["redirected"] == {"converted_lead": 20, "merged": 10}
+    assert stream["bulk_jobs"] == 1

@@ -312,8 +312,8 @@ class ScriptedBulk:
 
 
 def delivery(tmp_path: Path, bulk: ScriptedBulk, *, external: str | None = None,
-             case_sensitive: bool = False, max_job_bytes: int = 100 * 1024 * 1024
-             ) -> tuple[BulkDelivery, list[Chunk], Path, RunStats]:
+             case_sensitive: bool = False, max_job_bytes: int = 100 * 1024 * 1024,
+             deliverer: Any = None) -> tuple[BulkDelivery, list[Chunk], Path, RunStats]:
     settings = parse_settings({**BASE, "write_api": "bulk", "batch_size": 2})
     stats = RunStats()
     dead_path = tmp_path / "dead.jsonl"
@@ -322,7 +322,8 @@ def delivery(tmp_path: Path, bulk: ScriptedBulk, *, external: str | None = None,
     dispatcher = Dispatcher(1, sent.append)
     client = SimpleNamespace(counts=CallCounts(), usage=ApiUsage(90))
     bulk_delivery = BulkDelivery(settings, client, rejector, stats, dispatcher,  # type: ignore[arg-type]
-                                 bulk=bulk, max_job_bytes=max_job_bytes)  # type: ignore[arg-type]
+                                 bulk=bulk, max_job_bytes=max_job_bytes,  # type: ignore[arg-type]
+                                 deliverer=deliverer)
     spec = SimpleNamespace(case_sensitive=case_sensitive)
     mapper = SimpleNamespace(object_type="Contact",
                              external_id=SimpleNamespace(spec=spec) if external else None)
@@ -439,4 +440,43 @@ def test_a_spool_past_the_job_size_is_sent_before_it_grows_further(tmp_path: Pat
     assert len(bulk.upload_sizes) > 2 and max(bulk.upload_sizes) <= 400
     assert (stream.updated, sent) == (12, [])
     assert stream.bulk_jobs == len(bulk.upload_sizes)
+    lane.close()
+
+
+class Recorder:
+    """Stands in for the redirector and the campaign sync: records what they were handed."""
+
+    def __init__(self) -> None:
+        self.held: list[tuple[str, str]] = []
+        self.synced: list[tuple[str, str, dict]] = []
+
+    def wants(self, code: str, chunk: Chunk, entry: Entry) -> bool:
+        return code == "ENTITY_IS_DELETED"
+
+    def hold(self, chunk: Chunk, entry: Entry, code: str, message: str) -> None:
+        self.held.append((entry.key, code))
+
+    def sync(self, chunk: Chunk, landed: list[tuple[Entry, str]]) -> None:
+        self.synced.extend((entry.key, record_id, entry.memberships or {})
+                           for entry, record_id in landed)
+
+
+def test_moved_rows_are_held_for_redirect_and_memberships_synced(tmp_path: Path) -> None:
+    ids = contact_ids(3)
+    verdicts = {ids[0]: ("ok", "false"), ids[1]: ("ok", "false"),
+                ids[2]: ("error", "ENTITY_IS_DELETED:entity is deleted:--")}
+    recorder = Recorder()
+    bulk = ScriptedBulk(lambda row: verdicts[row["Id"]], echo=lambda cell: cell)
+    lane, sent, _, stats = delivery(
+        tmp_path, bulk, deliverer=SimpleNamespace(redirector=recorder, campaigns=recorder))
+    stream = stats.stream("s", "Contact")
+    source = Source("s", "Contact", stream)
+    lane.send(chunk_of(stream, [Entry(ids[0], {"id": ids[0]}, [(source, {})],
+                                      memberships={"seg-a": "realized"}),
+                                Entry(ids[1], {"id": ids[1]}, [(source, {})]),
+                                Entry(ids[2], {"id": ids[2]}, [(source, {})])]))
+    lane.land()
+    assert recorder.held == [(ids[2], "ENTITY_IS_DELETED")]
+    assert recorder.synced == [(ids[0], ids[0], {"seg-a": "realized"})]
+    assert (stream.updated, stream.rejected, sent) == (2, 0, [])
     lane.close()
