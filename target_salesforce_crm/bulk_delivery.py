@@ -120,7 +120,9 @@ class BulkDelivery:
             return False
         remaining = int(usage.max * usage.limit_percent / 100.0) - usage.used
         needed = -(-pending // self.settings.batch_size)
-        if remaining < needed:
+        # a job costs about JOB_CALLS (and a look at the batch allowance) whatever its size:
+        # worth it only when that much is left; with less, collections land what they can
+        if needed > remaining > JOB_CALLS:
             LOGGER.info("stream %s: %d API calls left within api_usage_limit_percent, %d needed "
                         "by collections: its records now go through Bulk API 2.0",
                         lane.source.stream, remaining, needed)

@@ -410,20 +410,25 @@ def test_auto_goes_by_bulk_when_the_api_allowance_cannot_cover_collections(tmp_p
     lane, sent, _, stats = delivery(tmp_path, bulk)
     lane.settings = parse_settings({**BASE, "batch_size": 2, "api_usage_limit_percent": 50})
     stream = stats.stream("s", "Contact")
-    only = lane._lanes["s"]
+    only = lane._lanes["s"]  # the stream's lane, made an auto lane below
     only.bulk = False
     lane.client.usage.limit_percent = 50
-    lane.client.usage.settle("api-usage=48/100")
-    ids = contact_ids(4)
     source = Source("s", "Contact", stream)
-    lane.send(chunk_of(stream, [Entry(i, {"id": i}, [(source, {})]) for i in ids[:2]]),
-              waiting=2)
-    lane.dispatcher.wait_idle()
-    assert (len(sent), only.bulk) == (1, False)  # 2 calls left, 2 needed
-    lane.client.usage.settle("api-usage=49/100")
-    lane.send(chunk_of(stream, [Entry(i, {"id": i}, [(source, {})]) for i in ids[2:]]),
-              waiting=2)
-    assert (len(sent), only.bulk, stream.transport) == (1, True, "bulk")
+    ids = contact_ids(6)
+
+    def send(keys: list[str], used: int) -> None:
+        lane.client.usage.settle(f"api-usage={used}/100")
+        lane.send(chunk_of(stream, [Entry(i, {"id": i}, [(source, {})]) for i in keys]),
+                  waiting=30)  # 32 entries pending: 16 calls of 2
+        lane.dispatcher.wait_idle()
+
+    send(ids[:2], used=30)  # 20 calls left: collections can do it
+    assert (len(sent), only.bulk) == (1, False)
+    send(ids[2:4], used=45)  # 5 left: too few even for a job, collections land what they can
+    assert (len(sent), only.bulk) == (2, False)
+    lane.client.usage.used = 38  # 12 left: not enough for collections, enough for one job
+    send(ids[4:], used=38)
+    assert (len(sent), only.bulk, stream.transport) == (2, True, "bulk")
     lane.close()
 
 
