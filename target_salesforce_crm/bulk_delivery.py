@@ -5,11 +5,13 @@ Dispatcher as before until the stream goes by Bulk: always with ``write_api: bul
 ``auto`` once it has ``bulk_threshold`` records to write in this run, or earlier when the org's
 remaining daily API allowance could not cover the collections calls its pending records need.
 From then on its chunks are spooled on disk (``spool.py``, one spool per object, merged by key
-across streams and across the whole job). At the STATE barrier, at the end, or when the spool
-reaches 100 MB of CSV, the spool is run as a job, and STATE waits for its results
-(``bulk_results.py``): successes are counted, failures followed or dead-lettered as collections
-results are, and locked, unprocessed or unreported rows sent again through collections
-(at-least-once). In ``auto`` a job that the org's remaining Bulk batches cannot
+across streams and across the whole job). When partial chunks go out (idle input, max record
+age), at the end, or when the spool reaches 100 MB of CSV, the spool is run as a job. A spool
+holds a Dispatcher number (``Dispatcher.reserve``) until its job's results are read
+(``bulk_results.py``) and the calls they lead to have landed, so no STATE covering its records
+goes out before (at-least-once): successes are counted, failures followed or dead-lettered as
+collections results are, and locked, unprocessed or unreported rows sent again through
+collections. In ``auto`` a job that the org's remaining Bulk batches cannot
 carry goes through collections instead.
 """
 
@@ -163,6 +165,8 @@ class BulkDelivery:
                     spool.remove([entry.key])
                 direct.append(self._entry(merged))
         spool.put_many(keep)
+        if keep and plan.reservation is None:
+            plan.reservation = self.dispatcher.reserve()  # what is spooled holds STATE back
         if direct:
             self.dispatcher.submit(self._chunk(plan, lane, direct))
 
@@ -176,9 +180,23 @@ class BulkDelivery:
                 self._run(plan)
 
     def _run(self, plan: ObjectPlan) -> None:
+        """Send the spool and account for every row; only then may a STATE covering them go
+        out (the spool's reservation is released after its follow-up calls are done too)."""
+        self.dispatcher.wait_idle()  # earlier collections calls land first: later values win
+        self._send_spool(plan)
+        self.dispatcher.wait_idle()
+        redirector = self.deliverer.redirector if self.deliverer else None
+        while redirector is not None and (redirects := redirector.ready(flush=True)):
+            for redirect in redirects:
+                self.dispatcher.submit(redirect)
+            self.dispatcher.wait_idle()
+        if plan.reservation is not None:
+            self.dispatcher.release(plan.reservation)
+            plan.reservation = None
+
+    def _send_spool(self, plan: ObjectPlan) -> None:
         spool = plan.spool
         assert spool is not None
-        self.dispatcher.wait_idle()  # earlier collections calls land first: later values win
         streams = {stream for stream, count in spool.streams.items() if count}
         bulk_streams = {stream for stream in streams if self._lanes[stream].bulk}
         self._replay(plan, streams - bulk_streams)

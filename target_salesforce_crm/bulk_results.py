@@ -58,6 +58,7 @@ class ObjectPlan:
     external_id_field: str | None
     key_of: Callable[[str], str]
     spool: Spool | None = None
+    reservation: int | None = None  # the Dispatcher number that holds STATE until it is run
     lanes: list[Lane] = field(default_factory=list)
 
     @property

@@ -224,6 +224,21 @@ class Dispatcher:
         self._pool.submit(self._run, chunk, keys, number, origins, carried)
         self.on_submit()
 
+    def reserve(self) -> int:
+        """A chunk number for work done outside the pool (a Bulk job): not done, so no STATE
+        past it goes out, until ``release``."""
+        with self._cond:
+            self.last_number += 1
+            number = self.last_number
+            self._unfinished.add(number)
+        self.on_submit()
+        return number
+
+    def release(self, number: int) -> None:
+        with self._cond:
+            self._unfinished.discard(number)
+            self._cond.notify_all()
+
     def held(self, entry: Entry) -> None:
         """Called by the worker delivering a chunk (``Deliverer.on_hold``) just before it
         hands ``entry`` to the redirector."""

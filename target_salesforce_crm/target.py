@@ -114,6 +114,7 @@ class TargetSalesforceCRM(Target):
     def _flush_sinks(self) -> None:
         for sink in self._our_sinks():
             sink.flush()
+        self.runtime.bulk.land()  # spooled records go out as Bulk jobs at the same moments
 
     def get_sink(self, stream_name: str, *, record: dict | None = None,
                  schema: dict | None = None, key_properties: t.Sequence[str] | None = None

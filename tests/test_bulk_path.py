@@ -427,3 +427,23 @@ def test_moved_records_refused_in_a_job_are_followed_as_collections_follow_them(
     stream = run.report["streams"]["leads"]
     assert stream["redirected"] == {"converted_lead": 20, "merged": 10}
     assert stream["bulk_jobs"] == 1
+
+
+def test_state_waits_for_the_job_carrying_its_records(tmp_path: Path) -> None:
+    with Emulator(segment_fields=SEGMENT_FIELDS) as emu:
+        ids = seed_contacts(emu, 3000)
+        records = [profile(record_id, n) for n, record_id in enumerate(ids)]
+        config = base_config(emu, tmp_path, write_api="bulk")
+        lines = message_lines(singer_lines("contacts", records, state_every=100))
+        # partial chunks (and so the spool) go out every 1.2 s, as a Bulk job each
+        live = LiveRun(config, tmp_path, lines, lines_per_tick=10, tick_seconds=0.05,
+                       max_record_age_minutes=0.02)
+        live.wait_until(lambda: len(live.states) >= 2, timeout=120)
+        live.signal(signal.SIGKILL)
+        live.finish()
+
+        covered = live.last_state["offset"] if live.last_state else 0
+        assert covered > 0
+        stored = [emu.get("Contact", i)["LastName"] for i in ids[:covered]]
+        assert stored == [f"Last{n}" for n in range(covered)]  # everything STATE covers landed
+        assert emu.stats()["bulk"]["jobs_completed"] >= 2
