@@ -24,6 +24,7 @@ from conftest import (
 
 from target_salesforce_crm.emulator import Emulator
 from target_salesforce_crm.emulator.auth import TokenCheck
+from target_salesforce_crm.salesforce.client import FRESH_REFUSALS_AFTER_SUCCESS
 
 DISTINCT = 2600
 UPDATES = 400  # later records for already-sent Ids, with newer values
@@ -144,10 +145,11 @@ def test_a_second_401_right_after_reauthentication_is_a_clear_fatal_error(tmp_pa
         assert "rejected a freshly issued token" in run.stderr
         assert no_traceback(run.stderr)
         stats = emu.stats()
-        # describe + 2 collections calls, then one 401, one re-authentication, one more 401
-        # (which may have raced another refresh), a second grant, a third 401, and nothing after
-        assert stats["token_requests"] == 3
-        assert stats["requests"] == 9
+        # describe + 2 collections calls, then a 401 and a re-authentication; after tokens
+        # worked, a fresh one refused may be an expiry under load, so three more grants are
+        # tried (each refused) before the run stops, and nothing is sent after that
+        assert stats["token_requests"] == 1 + 1 + FRESH_REFUSALS_AFTER_SUCCESS
+        assert stats["requests"] == 7 + 2 * FRESH_REFUSALS_AFTER_SUCCESS
         assert stats["collections_calls"] == 2
         assert run.states == [{"offset": 200}]  # what the two landed calls cover, no more
         assert [emu.get("Contact", i)["LastName"] for i in ids[198:202]] == [

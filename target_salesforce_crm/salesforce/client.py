@@ -33,6 +33,9 @@ from target_salesforce_crm.salesforce.transport import Answer, Transport, Transp
 
 LOGGER = logging.getLogger("target-salesforce-crm")
 MAX_REAUTH_PER_CALL = 10  # bound on refreshing tokens that worked, then expired, in one call
+# fresh tokens refused in a row before a call gives up: one may race another thread's refresh;
+# once a token of this run has worked, a few more may be expiries under many calls in flight
+FRESH_REFUSALS_AFTER_SUCCESS = 3
 # request bodies hold only str/int/float/bool/None (mapping.py rejects NaN and infinities)
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -125,6 +128,7 @@ class SalesforceClient:
         self.counts = CallCounts()
         self._counts_lock = threading.Lock()
         self.on_concurrency_limit = on_concurrency_limit
+        self._proven = False  # a token of this run has been accepted at least once
 
     def describe(self, object_type: str) -> dict[str, Any]:
         try:
@@ -213,6 +217,7 @@ class SalesforceClient:
             self.usage.settle(response.headers.get("Sforce-Limit-Info"))
             if response.status_code != 401:
                 token.accepted += 1
+                self._proven = True
             success = 200 <= response.status_code < 300
             if success and not expect_json:
                 if kind:
@@ -232,10 +237,12 @@ class SalesforceClient:
                 error_class = ErrorClass.TRANSIENT
             if error_class is ErrorClass.AUTH:
                 # a fresh token refused once may have raced another thread's refresh; refused
-                # again after a grant of our own, it never worked
+                # again after a grant of our own, and no token ever worked this run, the
+                # credentials cannot call the API (once one worked, refusals are expiries)
                 if reauthentications and not token.accepted:
                     fresh_refusals += 1
-                if fresh_refusals >= 2 or reauthentications >= MAX_REAUTH_PER_CALL:
+                refusals_allowed = FRESH_REFUSALS_AFTER_SUCCESS if self._proven else 1
+                if fresh_refusals > refusals_allowed or reauthentications >= MAX_REAUTH_PER_CALL:
                     raise AuthenticationError(
                         f"Salesforce rejected a freshly issued token on {method} {path} "
                         f"({code or response.status_code}); check the connected app's API scope "
