@@ -7,8 +7,8 @@ maps, record validation, timestamp parsing, key-property checks, tallies, draini
 records like SalesforceSink) and then throws the batch away. Config:
 
     {"validator": "default"}   # the SDK's own jsonschema Draft 2020-12 validator
-    {"validator": "fast"}      # fastjsonschema compiled once per stream, like the product's
-                               # CompiledValidator (use_formats=False)
+    {"validator": "fast"}      # fastjsonschema compiled once per stream, like the fallback of
+                               # the product's CompiledValidator (use_formats=False)
 
 ``validate_records`` stays at the SDK default (true) in both cases, so the only difference
 from the real target is what happens after a record has been validated.
@@ -27,7 +27,8 @@ from singer_sdk.target_base import Target
 
 
 class FastValidator(BaseJSONSchemaValidator):
-    """Same construction as target_salesforce_crm.sinks.CompiledValidator (kept independent)."""
+    """The fastjsonschema half of target_salesforce_crm.validation.CompiledValidator, built the
+    same way but kept independent (and without the product's quick check)."""
 
     def __init__(self, schema: dict[str, Any]) -> None:
         super().__init__(schema)

@@ -2,10 +2,12 @@
 
 Two tiers. ``quick_check`` turns the keywords stream schemas mostly use (type, properties,
 required, additionalProperties, items, string enums, anyOf) into one generated Python function
-that only answers "certainly valid" or "not sure": about 4x cheaper per record than
-fastjsonschema, which spends most of its time copying key sets. A record the quick check is not
-sure about, and every schema with another keyword, goes to fastjsonschema, whose verdict and
-message are final. So the quick check may be stricter than JSON Schema, never looser.
+that only answers "certainly valid" or "not sure". On the benchmark's profile record (1-3
+segments) it needs 2.3-3.1x less CPU than fastjsonschema, which spends most of its time copying
+key sets: 0.9-2.0 us against 2.6-4.7 us (process time, best of 7 x 200,000 calls, 2026-12-01).
+A record the quick check is not sure about, and every schema with another keyword, goes to
+fastjsonschema, whose verdict and message are final. So the quick check may be stricter than
+JSON Schema, never looser.
 """
 
 from __future__ import annotations

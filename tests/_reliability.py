@@ -46,19 +46,20 @@ def snapshot(emu: Emulator, object_name: str = "Contact") -> dict[str, dict[str,
 def expected_contacts(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """What the reference Contact mapping leaves in the org, applying records in order.
 
-    Absent, null and empty values are not written (a partial profile never blanks a field).
-    Only valid records may be passed in.
+    Absent and null values are not written (a partial profile never blanks a field); an empty
+    string is written and blanks the field (the org then holds null), except an empty segment
+    status, which is skipped. Only valid records may be passed in (an empty LastName is not).
     """
     result: dict[str, dict[str, Any]] = {}
     for record in records:
         values = result.setdefault(record["crmID"], {})
         person = (record.get("person") or {}).get("name") or {}
         for source, target in (("lastName", "LastName"), ("firstName", "FirstName")):
-            if person.get(source) not in (None, ""):
-                values[target] = person[source]
+            if person.get(source) is not None:
+                values[target] = person[source] or None
         email = (record.get("personalEmail") or {}).get("address")
-        if email not in (None, ""):
-            values["Email"] = email
+        if email is not None:
+            values["Email"] = email or None
         ups = (record.get("segmentMembership") or {}).get("ups") or {}
         for segment, field in SEGMENT_PATHS.items():
             status = (ups.get(segment) or {}).get("status")

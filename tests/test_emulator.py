@@ -766,38 +766,6 @@ def test_command_line(tmp_path):
 # --- throughput ------------------------------------------------------------------------------
 
 
-def test_throughput_sanity(emu):
-    ids = emu.seed("Contact", [{"LastName": f"N{i}"} for i in range(200)])
-    session = login(emu)
-    token = session.headers["Authorization"]
-    body = json.dumps({"allOrNone": False, "records": [
-        contact(i, FirstName="F", Title="T", Seg_Loyal__c="realized") for i in ids]})
-    headers = {"Authorization": token, "Content-Type": "application/json"}
-    url = api(emu, "composite/sobjects")
-
-    def run(calls: int) -> None:
-        with requests.Session() as own:
-            for _ in range(calls):
-                response = own.patch(url, data=body, headers=headers, timeout=30)
-                assert response.status_code == 200
-
-    start = time.perf_counter()
-    run(200)
-    single = 200 / (time.perf_counter() - start)
-    start = time.perf_counter()
-    threads = [threading.Thread(target=run, args=(50,)) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    threaded = 200 / (time.perf_counter() - start)
-    print(f"\nemulator: {single:.0f} calls/s on one keep-alive connection, "
-          f"{threaded:.0f} calls/s with 4 threads (200 records per call)")
-    stats = emu.stats()
-    assert stats["collections_calls"] == 400
-    assert stats["collections_records"] == 80000
-
-
 # --- fast paths agree with the record-by-record reference ----------------------------------
 
 

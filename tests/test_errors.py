@@ -12,12 +12,8 @@ import pytest
 
 from target_salesforce_crm.deadletter import DeadLetter, scrub
 from target_salesforce_crm.salesforce.errors import (
-    ApiLimitReached,
-    AuthenticationError,
-    ConfigError,
     ErrorClass,
     RequestFailed,
-    RetriesExhausted,
     TargetError,
     classify_record_error,
     classify_response,
@@ -156,14 +152,6 @@ def test_request_failed_carries_status_code_and_message() -> None:
     assert exc.error_code == "NOT_FOUND"
     assert str(exc) == "Salesforce refused PATCH x: HTTP 404 NOT_FOUND"
     assert isinstance(exc, TargetError)
-
-
-def test_exit_codes() -> None:
-    assert TargetError.exit_code == 1
-    assert ConfigError("x").exit_code == 1
-    assert AuthenticationError("x").exit_code == 1
-    assert RetriesExhausted("x").exit_code == 1
-    assert ApiLimitReached("x").exit_code == 3
 
 
 # --------------------------------------------------------------------------- scrub
