@@ -6,6 +6,7 @@ mocks the target's own HTTP client.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -175,9 +176,15 @@ class LiveRun:
             self.process.send_signal(signum)
 
     def finish(self, timeout: float = 120) -> int:
+        """Wait for the exit, then close every pipe (stdin stays open when the run was killed
+        before it read all its input)."""
         code = self.process.wait(timeout=timeout)
+        self._writer.join(timeout=10)
         self._reader.join(timeout=10)
-        self._stderr.close()
+        for pipe in (self.process.stdin, self.process.stdout, self._stderr):
+            if pipe is not None:
+                with contextlib.suppress(BrokenPipeError):  # unread input, nobody to read it
+                    pipe.close()
         return code
 
     @property

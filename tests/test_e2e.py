@@ -232,17 +232,17 @@ def test_a_quiet_tap_gets_its_partial_batch_sent_and_state_emitted(emulator, tmp
     ids = seed_contacts(emulator, 3)
     config_path = tmp_path / "config.json"
     config_path.write_text(json.dumps(base_config(emulator, tmp_path)))
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "target_salesforce_crm", "--config", str(config_path)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(singer_lines("contacts", [profile(i, n) for n, i in enumerate(ids)]))
-    proc.stdin.flush()
-    first_state = proc.stdout.readline()  # blocks until the idle flush emits STATE
-    landed = emulator.get("Contact", ids[2])["LastName"]
-    proc.stdin.close()
-    proc.wait(timeout=60)
+    ) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(singer_lines("contacts", [profile(i, n) for n, i in enumerate(ids)]))
+        proc.stdin.flush()
+        first_state = proc.stdout.readline()  # blocks until the idle flush emits STATE
+        landed = emulator.get("Contact", ids[2])["LastName"]
+        proc.stdin.close()
+        proc.wait(timeout=60)
     assert json.loads(first_state) == {"offset": 3}
     assert landed == "Last2"  # landed while the tap was still connected
     assert proc.returncode == 0

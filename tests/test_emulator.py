@@ -743,27 +743,24 @@ def test_command_line(tmp_path):
     seed_file.write_text(json.dumps({"LastName": "Seeded", "External_Id__c": "S1"}) + "\n\n")
     ready = tmp_path / "ready.txt"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "target_salesforce_crm.emulator", "--port", "0",
          "--segment-field", "Seg_One__c", "--seed", f"Contact={seed_file}",
          "--daily-api-limit", "10", "--lock-rate", "0", "--ready-file", str(ready)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline().strip()
-        assert line.startswith("emulator listening on http://127.0.0.1:")
-        url = line.rsplit(" ", 1)[1]
-        assert ready.read_text().strip() == url
-        records = requests.get(url + "/__emulator__/records/Contact", timeout=10).json()
-        assert records[0]["LastName"] == "Seeded"
-        assert requests.get(url + "/__emulator__/stats", timeout=10).json()["api_limit"] == 10
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
-
-
-# --- throughput ------------------------------------------------------------------------------
+    ) as process:
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline().strip()
+            assert line.startswith("emulator listening on http://127.0.0.1:")
+            url = line.rsplit(" ", 1)[1]
+            assert ready.read_text().strip() == url
+            records = requests.get(url + "/__emulator__/records/Contact", timeout=10).json()
+            assert records[0]["LastName"] == "Seeded"
+            assert requests.get(url + "/__emulator__/stats", timeout=10).json()["api_limit"] == 10
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=10) == 0
 
 
 # --- fast paths agree with the record-by-record reference ----------------------------------

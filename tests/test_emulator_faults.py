@@ -328,48 +328,48 @@ def test_command_line_flags(tmp_path):
     files = make_tls_files(tmp_path)
     locked = make_id("003", 1)  # the first Contact the emulator will create
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "target_salesforce_crm.emulator", "--port", "0",
          "--tls-cert", str(files.server_cert), "--tls-key", str(files.server_key),
          "--org-id", "00D5e000000AbCd", "--poison-value", "POISON", "--poison-value", "VENOM",
          "--lock-forever-id", locked, "--storage-full-after", "5",
          "--instance-url", "http://evil.example", "--omit-access-token", "--latency-ms", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
-    )
-    verify = str(files.ca_cert)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline().strip()
-        assert line.startswith("emulator listening on https://127.0.0.1:"), line
-        url = line.rsplit(" ", 1)[1]
-        faults = requests.get(url + "/__emulator__/faults", verify=verify, timeout=10).json()
-        assert faults["poison_values"] == ["POISON", "VENOM"]
-        assert faults["lock_forever_ids"] == [locked] and faults["storage_full_after"] == 5
-        assert faults["omit_access_token"] is True and faults["latency_ms"] == 1
-        data = {"grant_type": "password", "client_id": FIXTURE_CREDENTIALS["client_id"],
-                "client_secret": FIXTURE_CREDENTIALS["client_secret"],
-                "username": FIXTURE_CREDENTIALS["username"],
-                "password": FIXTURE_CREDENTIALS["password"]
-                + FIXTURE_CREDENTIALS["security_token"]}
-        token_url = url + "/services/oauth2/token"
-        body = requests.post(token_url, data=data, verify=verify, timeout=10).json()
-        assert "access_token" not in body and body["instance_url"] == "http://evil.example"
-        assert body["id"].split("/")[-2][:15] == "00D5e000000AbCd"
-        requests.post(url + "/__emulator__/faults", json={"omit_access_token": False},
-                      verify=verify, timeout=10)
-        token = requests.post(token_url, data=data, verify=verify, timeout=10).json()
-        headers = {"Authorization": "Bearer " + token["access_token"]}
-        collections = f"{url}/services/data/{V}/composite/sobjects"
-        poisoned = {"records": [contact(LastName="VENOM")]}
-        assert requests.post(collections, json=poisoned, headers=headers, verify=verify,
-                             timeout=10).status_code == 400
-        created = requests.post(collections, json={"records": [contact(LastName="A")]},
-                                headers=headers, verify=verify, timeout=10).json()
-        assert created[0]["id"] == locked
-        locked_update = {"records": [contact(created[0]["id"], Title="T")]}
-        result = requests.patch(collections, json=locked_update, headers=headers,
-                                verify=verify, timeout=10).json()
-        assert codes(result[0]) == ["UNABLE_TO_LOCK_ROW"]
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
+    ) as process:
+        verify = str(files.ca_cert)
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline().strip()
+            assert line.startswith("emulator listening on https://127.0.0.1:"), line
+            url = line.rsplit(" ", 1)[1]
+            faults = requests.get(url + "/__emulator__/faults", verify=verify, timeout=10).json()
+            assert faults["poison_values"] == ["POISON", "VENOM"]
+            assert faults["lock_forever_ids"] == [locked] and faults["storage_full_after"] == 5
+            assert faults["omit_access_token"] is True and faults["latency_ms"] == 1
+            data = {"grant_type": "password", "client_id": FIXTURE_CREDENTIALS["client_id"],
+                    "client_secret": FIXTURE_CREDENTIALS["client_secret"],
+                    "username": FIXTURE_CREDENTIALS["username"],
+                    "password": FIXTURE_CREDENTIALS["password"]
+                    + FIXTURE_CREDENTIALS["security_token"]}
+            token_url = url + "/services/oauth2/token"
+            body = requests.post(token_url, data=data, verify=verify, timeout=10).json()
+            assert "access_token" not in body and body["instance_url"] == "http://evil.example"
+            assert body["id"].split("/")[-2][:15] == "00D5e000000AbCd"
+            requests.post(url + "/__emulator__/faults", json={"omit_access_token": False},
+                          verify=verify, timeout=10)
+            token = requests.post(token_url, data=data, verify=verify, timeout=10).json()
+            headers = {"Authorization": "Bearer " + token["access_token"]}
+            collections = f"{url}/services/data/{V}/composite/sobjects"
+            poisoned = {"records": [contact(LastName="VENOM")]}
+            assert requests.post(collections, json=poisoned, headers=headers, verify=verify,
+                                 timeout=10).status_code == 400
+            created = requests.post(collections, json={"records": [contact(LastName="A")]},
+                                    headers=headers, verify=verify, timeout=10).json()
+            assert created[0]["id"] == locked
+            locked_update = {"records": [contact(created[0]["id"], Title="T")]}
+            result = requests.patch(collections, json=locked_update, headers=headers,
+                                    verify=verify, timeout=10).json()
+            assert codes(result[0]) == ["UNABLE_TO_LOCK_ROW"]
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=10) == 0
