@@ -511,33 +511,33 @@ def test_cli_takes_typed_segment_fields_seeds_and_batch_size(tmp_path):
     ]) + "\n")
     (tmp_path / "campaigns.jsonl").write_text(json.dumps({"Name": "From seed"}) + "\n")
     ready = tmp_path / "ready"
-    process = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "target_salesforce_crm.emulator", "--ready-file", str(ready),
          "--segment-field", "Seg_Churned__c:checkbox", "--query-batch-size", "1",
          "--seed", f"Contact={tmp_path / 'contacts.jsonl'}",
          "--seed", f"Campaign={tmp_path / 'campaigns.jsonl'}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 30
-        while not ready.exists() and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert ready.exists(), process.stderr.read() if process.poll() is not None else "slow"
-        url = ready.read_text().strip()
-        session = login(type("Started", (), {"url": url})())
-        first = session.get(f"{url}/services/data/{V}/queryAll",
-                            params={"q": "SELECT Id, IsDeleted, MasterRecordId FROM Contact "
-                                         "ORDER BY LastName"}, timeout=10).json()
-        assert first["totalSize"] == 3 and len(first["records"]) == 1
-        assert first["records"][0] == {**first["records"][0], "Id": loser,
-                                       "IsDeleted": True, "MasterRecordId": master}
-        second = session.get(url + first["nextRecordsUrl"], timeout=10).json()
-        assert second["records"][0]["Id"] == master and second["done"] is False
-        churned = session.get(f"{url}/services/data/{V}/query", params={
-            "q": "SELECT Id FROM Contact WHERE Seg_Churned__c = true"}, timeout=10).json()
-        assert [r["Id"] for r in churned["records"]] == [master]
-        statuses = session.get(f"{url}/services/data/{V}/query", params={
-            "q": "SELECT COUNT() FROM CampaignMemberStatus"}, timeout=10).json()
-        assert statuses["totalSize"] == 2
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=10)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        try:
+            deadline = time.monotonic() + 30
+            while not ready.exists() and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert ready.exists(), process.stderr.read() if process.poll() is not None else "slow"
+            url = ready.read_text().strip()
+            session = login(type("Started", (), {"url": url})())
+            first = session.get(f"{url}/services/data/{V}/queryAll",
+                                params={"q": "SELECT Id, IsDeleted, MasterRecordId FROM Contact "
+                                             "ORDER BY LastName"}, timeout=10).json()
+            assert first["totalSize"] == 3 and len(first["records"]) == 1
+            assert first["records"][0] == {**first["records"][0], "Id": loser,
+                                           "IsDeleted": True, "MasterRecordId": master}
+            second = session.get(url + first["nextRecordsUrl"], timeout=10).json()
+            assert second["records"][0]["Id"] == master and second["done"] is False
+            churned = session.get(f"{url}/services/data/{V}/query", params={
+                "q": "SELECT Id FROM Contact WHERE Seg_Churned__c = true"}, timeout=10).json()
+            assert [r["Id"] for r in churned["records"]] == [master]
+            statuses = session.get(f"{url}/services/data/{V}/query", params={
+                "q": "SELECT COUNT() FROM CampaignMemberStatus"}, timeout=10).json()
+            assert statuses["totalSize"] == 2
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=10)

@@ -75,10 +75,10 @@ def test_a_full_disk_stops_the_run_with_one_line_and_no_state_past_the_failure(e
     first_state = lines.index(json.dumps({"type": "STATE", "value": {"offset": 200}}) + "\n")
     config = base_config(emulator, tmp_path, rejected_records_path="/dev/full")
     stderr_path = tmp_path / "stderr.txt"
-    with stderr_path.open("w") as stderr:
-        target = subprocess.Popen(cli_command(write_config(config, tmp_path)),
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
-                                  text=True, cwd=tmp_path)
+    with stderr_path.open("w") as stderr, subprocess.Popen(
+        cli_command(write_config(config, tmp_path)), stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=tmp_path,
+    ) as target:
         assert target.stdin is not None and target.stdout is not None
         states: list[dict] = []
         reader = threading.Thread(

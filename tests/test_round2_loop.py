@@ -79,6 +79,8 @@ class Pipeline:
                 self.tap.kill()
             self.tap.wait()
             self._reader.join(timeout=10)
+            if self.target.stdout is not None:
+                self.target.stdout.close()
             self._stderr.close()
         return code
 
@@ -141,12 +143,11 @@ def test_state_advances_while_records_stream_not_only_at_the_end(tmp_path):
         )
         parts = tmp_path / "parts.json"
         parts.write_text(json.dumps(slices))
-        tap = subprocess.Popen([sys.executable, "-c", slow_tap, str(parts)],
-                               stdout=subprocess.PIPE)
-        target = subprocess.run(cli_command(write_config(base_config(emu, tmp_path), tmp_path)),
-                                stdin=tap.stdout, capture_output=True, text=True, timeout=120,
-                                check=False)
-        tap.wait()
+        with subprocess.Popen([sys.executable, "-c", slow_tap, str(parts)],
+                              stdout=subprocess.PIPE) as tap:
+            target = subprocess.run(
+                cli_command(write_config(base_config(emu, tmp_path), tmp_path)),
+                stdin=tap.stdout, capture_output=True, text=True, timeout=120, check=False)
         states = [json.loads(line) for line in target.stdout.splitlines() if line.strip()]
 
         assert target.returncode == 0, target.stderr[-3000:]
