@@ -155,4 +155,15 @@ CONFIG_SCHEMA = th.PropertiesList(
                 allowed_values=list(MOVE_POLICIES),
                 description="follow: an update of a merged-away record goes to the surviving "
                 "record; reject: dead-lettered (ENTITY_IS_DELETED)"),
+    th.Property("skip_unchanged", th.BooleanType, default=DEFAULTS["skip_unchanged"],
+                description="Send only what changed: a record whose mapped values and segment "
+                "statuses all equal what the sync ledger says last landed is not sent; a "
+                "changed one carries its changed fields only"),
+    th.Property("ledger_url", th.StringType, default=DEFAULTS["ledger_url"], secret=True,
+                description="The sync ledger: sqlite:///path (relative to the working "
+                "directory; sqlite:////abs/path) or postgresql+psycopg://user:pw@host/db to "
+                "share one between machines. Opened only with skip_unchanged or full_resync"),
+    th.Property("full_resync", th.BooleanType, default=DEFAULTS["full_resync"],
+                description="Send every record in full and rewrite its ledger entries (after "
+                "records were changed in Salesforce by others, or the ledger was restored)"),
 ).to_dict()

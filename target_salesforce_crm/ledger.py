@@ -43,6 +43,7 @@ import msgspec
 import sqlalchemy as sa
 
 from target_salesforce_crm.ledger_keys import (
+    DEFAULT_LEDGER_URL,
     Hasher,
     config_fingerprint,
     external_id_key,
@@ -70,7 +71,6 @@ __all__ = [
     "salesforce_id_key",
 ]
 
-DEFAULT_LEDGER_URL = "sqlite:///.target-salesforce-crm/ledger.sqlite"
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 INSTALL_POSTGRES_HINT = "pip install 'target-salesforce-crm[postgres]'"
 logger = logging.getLogger("target-salesforce-crm")

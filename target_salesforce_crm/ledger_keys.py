@@ -1,4 +1,6 @@
-"""The ledger's keys and hashes: which entry a record is, and what of it last landed.
+"""The ledger's keys and hashes: which entry a record is, and what of it last landed; and
+where the ledger lives by default (here, not in ledger.py, so that settings.py can name it
+without importing SQLAlchemy).
 
 Keys are built the way Salesforce matches records, so two spellings of one record share an
 entry: a 15-character Id and its 18-character form are one key; an external id is compared
@@ -17,6 +19,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+DEFAULT_LEDGER_URL = "sqlite:///.target-salesforce-crm/ledger.sqlite"  # under the working dir
 _CHECKSUM_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 _ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-5]{3})?$")
 _HASH_BYTES = 8

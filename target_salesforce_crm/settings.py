@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+# from ledger_keys, not ledger: SQLAlchemy is imported only by runs that open a ledger
+from target_salesforce_crm.ledger_keys import DEFAULT_LEDGER_URL
+
 OBJECT_TYPES = ("Contact", "Lead")
 AUTH_FLOWS = ("password", "client_credentials", "jwt", "refresh_token")
 OPERATIONS = ("update", "upsert")
@@ -58,6 +61,9 @@ DEFAULTS: dict[str, Any] = {
     "write_api": WRITE_APIS[0],
     "bulk_threshold": 10_000,
     "bulk_job_timeout_s": 3600,
+    "skip_unchanged": False,
+    "ledger_url": DEFAULT_LEDGER_URL,
+    "full_resync": False,
 }
 
 REFERENCE_FIELD_MAPPINGS: dict[str, list[dict[str, str]]] = {
@@ -156,6 +162,9 @@ class Settings:
     write_api: str
     bulk_threshold: int
     bulk_job_timeout_s: int
+    skip_unchanged: bool
+    ledger_url: str = field(repr=False)  # a PostgreSQL URL may carry a password
+    full_resync: bool
     credentials: dict[str, str] = field(repr=False)
 
     def object_for_stream(self, stream_name: str) -> str:
@@ -365,6 +374,9 @@ def parse_settings(config: dict[str, Any]) -> Settings:
         write_api=write_api,
         bulk_threshold=bulk_threshold,
         bulk_job_timeout_s=bulk_job_timeout_s,
+        skip_unchanged=bool(_value(config, "skip_unchanged")),
+        ledger_url=str(_text(config, "ledger_url")),
+        full_resync=bool(_value(config, "full_resync")),
         credentials=credentials,
     )
 
