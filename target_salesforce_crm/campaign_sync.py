@@ -48,8 +48,9 @@ class CampaignSync:
         self.calls: Counter = Counter()
         self._lock = threading.Lock()
 
-    def sync(self, chunk: Chunk, landed: list[tuple[Entry, str]]) -> None:
-        """``landed``: entries Salesforce confirmed, with the Id of the record written."""
+    def sync(self, chunk: Chunk, landed: list[tuple[Entry, str]]) -> set[str]:
+        """``landed``: entries Salesforce confirmed, with the Id of the record written.
+        Returns the keys of entries a membership write failed for (dead-lettered)."""
         wanted: dict[tuple[str, str], str | None] = {}
         owners: dict[tuple[str, str], tuple[Entry, str]] = {}
         for entry, person in landed:
@@ -60,7 +61,7 @@ class CampaignSync:
                 wanted[pair] = None if removing else self.status_values.get(status, status)
                 owners[pair] = (entry, segment_id)
         if not wanted:
-            return
+            return set()
         outcome = MembershipWriter(self.client, chunk.object_type).sync(wanted)
         for pair, (code, message) in outcome.failures.items():
             entry, segment_id = owners[pair]
@@ -84,6 +85,7 @@ class CampaignSync:
             for segment_id, count in Counter(
                     owners[pair][1] for pair in outcome.removed_pairs).items():
                 self.counts[segment_id].removed += count
+        return {owners[pair][0].key for pair in outcome.failures}
 
     def report(self) -> dict[str, Any]:
         with self._lock:

@@ -8,6 +8,7 @@ number every chunk is done, which is what lets a STATE go out while later calls 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from typing import Any
 from target_salesforce_crm.campaign_sync import CampaignSync
 from target_salesforce_crm.chunks import Chunk, Entry
 from target_salesforce_crm.deadletter import scrub
+from target_salesforce_crm.ledger_sync import Plan, SyncLedger
 from target_salesforce_crm.redirects import CONVERTED_CODE, MERGED_CODE, Redirector
 from target_salesforce_crm.rejections import Rejection, Rejector
 from target_salesforce_crm.salesforce.client import SalesforceClient
@@ -40,6 +42,7 @@ class Deliverer:
     def __init__(
         self, client: SalesforceClient, rejector: Rejector, stats: RunStats, *, dry_run: bool,
         redirector: Redirector | None = None, campaigns: CampaignSync | None = None,
+        ledger: SyncLedger | None = None,
     ) -> None:
         self.client = client
         self.rejector = rejector
@@ -48,6 +51,7 @@ class Deliverer:
         self.redirector = redirector
         self.campaigns = campaigns
         self.on_hold: Callable[[Entry], None] = lambda entry: None  # before it is held
+        self.ledger = ledger
 
     def reject(self, entry: Entry, code: str, message: str,
                fields: tuple[str, ...] | list[str]) -> None:
@@ -56,14 +60,26 @@ class Deliverer:
 
     def deliver(self, chunk: Chunk) -> None:
         if self.dry_run:
-            self.stats.called(chunk.stats)  # the forecast: the calls a real run would make
-            for entry in chunk.entries:
-                self.stats.would_send(chunk.stats, entry.payload, chunk.segment_fields)
+            entries, plan = self._plan(chunk, chunk.entries)
+            if entries:
+                self.stats.called(chunk.stats)  # the forecast: the calls a real run would make
+            for entry in entries:
+                self.stats.would_send(chunk.stats, _body(entry, plan), chunk.segment_fields)
             return
         if chunk.redirect and self.redirector is not None:
             chunk = self.redirector.resolve(chunk)
-        entries = self._skip_known_moves(chunk, chunk.entries)
-        self._send(chunk, entries)
+        entries, plan = self._plan(chunk, self._skip_known_moves(chunk, chunk.entries))
+        self._send(chunk, entries, plan)
+
+    def _plan(self, chunk: Chunk, entries: list[Entry]) -> tuple[list[Entry], Plan | None]:
+        """With the sync ledger: the entries whose values differ from what last landed (a
+        chunk of unchanged ones costs no call). A Bulk API job would plan the same way."""
+        if self.ledger is None or not entries:
+            return entries, None
+        plan = self.ledger.plan(chunk, entries)
+        if plan.unchanged:
+            self.stats.skipped_unchanged(chunk.stats, plan.unchanged)
+        return plan.changed, plan
 
     def _skip_known_moves(self, chunk: Chunk, entries: list[Entry]) -> list[Entry]:
         """Entries whose record this run already found moved go to the redirector at once,
@@ -91,8 +107,9 @@ class Deliverer:
         self.on_hold(entry)
         self.redirector.hold(chunk, entry, code, message)
 
-    def _call(self, chunk: Chunk, entries: list[Entry]) -> list[dict[str, Any]]:
-        payloads = [e.payload for e in entries]
+    def _call(self, chunk: Chunk, entries: list[Entry], plan: Plan | None
+              ) -> list[dict[str, Any]]:
+        payloads = [_body(e, plan) for e in entries]
         self.stats.called(chunk.stats)
         if chunk.external_id_field:
             return self.client.collections_upsert(
@@ -100,17 +117,17 @@ class Deliverer:
             )
         return self.client.collections_update(payloads)
 
-    def _send(self, chunk: Chunk, entries: list[Entry]) -> None:
+    def _send(self, chunk: Chunk, entries: list[Entry], plan: Plan | None = None) -> None:
         backoff = Backoff(attempts=LOCK_RETRY_ATTEMPTS)
         while entries:
             try:
-                results = self._call(chunk, entries)
+                results = self._call(chunk, entries, plan)
             except RequestFailed as exc:
                 if not exc.is_data_error:
                     # Salesforce may echo a value in the message: scrub before it is logged
                     raise RequestFailed(exc.status, exc.error_code, _scrub_all(str(exc), entries)
                                         ) from None
-                self._isolate(chunk, entries, exc)
+                self._isolate(chunk, entries, exc, plan)
                 return
             if not isinstance(results, list) or len(results) != len(entries):
                 raise TargetError(
@@ -120,12 +137,17 @@ class Deliverer:
                 )
             locked = []
             landed = []
+            landed_keys: list[str] = []
             members: list[tuple[Entry, str]] = []
             for entry, result in zip(entries, results, strict=True):
                 if result.get("success"):
-                    landed.append((entry.payload, bool(result.get("created"))))
-                    if entry.memberships:
-                        members.append((entry, str(result.get("id") or entry.key)))
+                    landed.append((_body(entry, plan), bool(result.get("created"))))
+                    landed_keys.append(entry.key)
+                    memberships = _memberships(entry, plan)
+                    if memberships:
+                        syncing = entry if memberships is entry.memberships else (
+                            dataclasses.replace(entry, memberships=memberships))  # changed ones
+                        members.append((syncing, str(result.get("id") or entry.key)))
                     continue
                 error = (result.get("errors") or [{}])[0]
                 code = str(error.get("statusCode") or "UNKNOWN_ERROR")
@@ -136,7 +158,7 @@ class Deliverer:
                 if error_class is ErrorClass.TRANSIENT:
                     locked.append(entry)
                     continue
-                if error_class is ErrorClass.QUOTA:
+                if error_class is ErrorClass.QUOTA:  # landed, not recorded: sent again next run
                     self.stats.landed(chunk.stats, landed, chunk.segment_fields)
                     raise ApiLimitReached(
                         f"Salesforce answered {code} for {chunk.object_type}: the org's data "
@@ -145,8 +167,11 @@ class Deliverer:
                 self.reject(entry, code, scrub(str(error.get("message") or ""), entry.payload),
                             error.get("fields") or [])
             self.stats.landed(chunk.stats, landed, chunk.segment_fields)
+            failed: set[str] = set()
             if members and self.campaigns is not None:
-                self.campaigns.sync(chunk, members)
+                failed = self.campaigns.sync(chunk, members)
+            if plan is not None and self.ledger is not None:  # one transaction per call
+                self.ledger.record(plan, [key for key in landed_keys if key not in failed])
             if locked and not backoff.sleep():
                 for entry in locked:
                     self.reject(entry, "UNABLE_TO_LOCK_ROW",
@@ -156,7 +181,8 @@ class Deliverer:
                 self.stats.retried(chunk.stats, len(locked))
             entries = locked
 
-    def _isolate(self, chunk: Chunk, entries: list[Entry], exc: RequestFailed) -> None:
+    def _isolate(self, chunk: Chunk, entries: list[Entry], exc: RequestFailed,
+                 plan: Plan | None) -> None:
         """A request-level data error: split until the culprit record is alone, then reject it."""
         if len(entries) == 1:
             entry = entries[0]
@@ -166,8 +192,17 @@ class Deliverer:
         middle = len(entries) // 2
         LOGGER.info("request-level %s on a %d-record call; splitting to isolate the record",
                     exc.error_code, len(entries))
-        self._send(chunk, entries[:middle])
-        self._send(chunk, entries[middle:])
+        self._send(chunk, entries[:middle], plan)
+        self._send(chunk, entries[middle:], plan)
+
+
+def _body(entry: Entry, plan: Plan | None) -> dict[str, Any]:
+    """What the call carries for ``entry``: with the ledger, its changed fields only."""
+    return entry.payload if plan is None else plan.bodies[entry.key]
+
+
+def _memberships(entry: Entry, plan: Plan | None) -> dict[str, str] | None:
+    return entry.memberships if plan is None else plan.memberships[entry.key]
 
 
 def _scrub_all(message: str, entries: list[Entry]) -> str:

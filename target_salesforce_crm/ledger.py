@@ -112,8 +112,10 @@ class Ledger:
     """A sync ledger on one database; see the module docstring for the flow."""
 
     def __init__(self, store: Store, display_url: str, sqlite_path: Path | None,
-                 on_warning: Callable[[str], None]) -> None:
+                 on_warning: Callable[[str], None], *, read_only: bool = False) -> None:
         self._store = store
+        self.read_only = read_only
+        self._empty = False  # read-only and nothing to read: every record is new
         self._hasher = Hasher()
         self._sqlite_path = sqlite_path
         self._sqlite_inode: int | None = None
@@ -123,11 +125,14 @@ class Ledger:
 
     @classmethod
     def open(cls, url: str = DEFAULT_LEDGER_URL, *,
-             on_warning: Callable[[str], None] | None = None) -> Ledger:
+             on_warning: Callable[[str], None] | None = None,
+             read_only: bool = False) -> Ledger:
         """Open (creating if needed) the ledger at ``url``; LedgerUnavailable if impossible.
 
         A missing SQLite file, or a corrupt one (moved aside to ``<file>.corrupt-<time>``),
         gives a fresh ledger and a warning: every record is sent in full once.
+        ``read_only`` (a dry run) writes nothing at all: a missing, empty or corrupt ledger
+        is left as it is and reads as empty, with the same warning.
         """
         display = mask_url(url)
         try:
@@ -143,6 +148,9 @@ class Ledger:
         sqlite_path = Path(parsed.database) if backend == "sqlite" and parsed.database else None
         missing = sqlite_path is not None and not sqlite_path.exists()
         try:
+            if read_only:
+                return cls._open_read_only(parsed, display, sqlite_path, missing,
+                                           on_warning or logger.warning)
             if sqlite_path is not None:
                 sqlite_path.parent.mkdir(parents=True, exist_ok=True)
             ledger = cls(Store(parsed), display, sqlite_path, on_warning or logger.warning)
@@ -164,6 +172,23 @@ class Ledger:
         elif fresh:
             ledger._warn(f"the sync ledger {display} had no ledger tables: they were created "
                          "and every record is sent in full once")
+        return ledger
+
+    @classmethod
+    def _open_read_only(cls, parsed: sa.URL, display: str, sqlite_path: Path | None,
+                        missing: bool, on_warning: Callable[[str], None]) -> Ledger:
+        ledger = cls(Store(parsed), display, sqlite_path, on_warning, read_only=True)
+        if missing:
+            problem = "does not exist"
+        else:
+            try:
+                problem = "" if ledger._store.has_schema() else "has no ledger tables"
+            except StoreCorrupt as exc:
+                problem = f"is corrupt ({exc})"
+        if problem:
+            ledger._empty = True
+            ledger._warn(f"the sync ledger {display} {problem}: a real run would send every "
+                         "record in full (the dry run leaves the ledger as it is)")
         return ledger
 
     def diff(self, org_id: str, object_type: str, payloads: Mapping[str, Mapping[str, Any]],
@@ -196,7 +221,7 @@ class Ledger:
                 changes.entries[key] = (record_hash, hashes)
             elif row is not None:  # same values, other field set: keep the fast path next time
                 refreshed.append(_row(org_id, object_type, key, record_hash, {}))
-        if refreshed:
+        if refreshed and not self.read_only:
             self._write(refreshed, replace=False)
         return changes
 
@@ -205,6 +230,8 @@ class Ledger:
 
         Keys ``changes`` had as unchanged need no entry and are skipped.
         """
+        if self.read_only:
+            raise LedgerError(f"the sync ledger {self.display_url} was opened read-only")
         rows = []
         for key in landed_keys:
             if key not in changes.payloads:
@@ -227,10 +254,17 @@ class Ledger:
         def read() -> list[tuple[str, int, str]]:
             return self._store.lookup(org_id, object_type, keys)
 
+        if self._empty:
+            return {}
         try:
             rows = self._run(read, "")
         except StoreCorrupt as exc:
-            self._recover(f"is corrupt ({exc})")
+            if self.read_only:
+                self._empty = True
+                self._warn(f"the sync ledger {self.display_url} is corrupt ({exc}): a real run "
+                           "would send every record in full (the dry run leaves it as it is)")
+            else:
+                self._recover(f"is corrupt ({exc})")
             return {}
         return {key: (record_hash, fields) for key, record_hash, fields in rows}
 

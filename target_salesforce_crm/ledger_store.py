@@ -178,6 +178,23 @@ class Store:
 
         return self.write(create)
 
+    def has_schema(self) -> bool:
+        """Whether the tables exist, reading only (a dry run creates nothing)."""
+
+        def read() -> bool:
+            with self.engine.connect() as conn:
+                if not sa.inspect(conn).has_table(entries.name):
+                    return False
+                version = conn.execute(
+                    sa.select(ledger_meta.c.value).where(ledger_meta.c.name == "schema")
+                ).scalar()
+            if version not in (None, SCHEMA_VERSION):
+                raise ValueError(f"ledger schema version {version} is not supported "
+                                 f"(this version reads {SCHEMA_VERSION})")
+            return True
+
+        return self._retrying(read)
+
     def lookup(
         self, org_id: str, object_type: str, keys: Sequence[str]
     ) -> list[tuple[str, int, str]]:

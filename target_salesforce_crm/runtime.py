@@ -13,6 +13,7 @@ from target_salesforce_crm.campaign_sync import CampaignSync
 from target_salesforce_crm.chunks import Chunk, Entry
 from target_salesforce_crm.deadletter import DeadLetter
 from target_salesforce_crm.delivery import Deliverer, Dispatcher
+from target_salesforce_crm.ledger_sync import open_ledger
 from target_salesforce_crm.mapping import RecordMapper
 from target_salesforce_crm.paths import Flattening
 from target_salesforce_crm.preflight import check_campaigns, check_fields
@@ -60,9 +61,14 @@ class Runtime:
         )
         self.redirector = Redirector(MoveResolver(self.client), self.rejector, self.stats,
                                      follow=follow, batch_size=settings.batch_size)
+        # skip_unchanged / full_resync: opened now, so a ledger that cannot be is refused
+        # before any API call (ConfigError)
+        self.ledger = open_ledger(settings, lambda: tokens.identity_url, LOGGER.warning)
+        if self.ledger is not None:
+            self.stats.sections["ledger"] = self.ledger.report
         self.deliverer = Deliverer(
             self.client, self.rejector, self.stats, dry_run=settings.dry_run,
-            redirector=self.redirector,
+            redirector=self.redirector, ledger=self.ledger,
         )
         self.dispatcher = Dispatcher(settings.max_concurrency, self.deliverer.deliver)
         self.client.on_concurrency_limit = self.dispatcher.lower_concurrency
@@ -196,6 +202,8 @@ class Runtime:
         self.dead_letter.close()
         self.dispatcher.shutdown()
         self.bulk.close()
+        if self.ledger is not None:
+            self.ledger.close()
 
 
 class PendingIndex:

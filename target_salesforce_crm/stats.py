@@ -19,6 +19,7 @@ from typing import Any
 LOGGER = logging.getLogger("target-salesforce-crm")
 PROGRESS_INTERVAL_SECONDS = 5.0
 DRY_RUN_SAMPLE_SIZE = 20
+_KEY_FIELDS = 2  # every body carries "attributes" and its key ("id" or the external id)
 
 
 @dataclass
@@ -31,6 +32,8 @@ class StreamStats:
     merged: int = 0
     retried: int = 0
     would_send: int = 0
+    skipped_unchanged: int = 0  # sync ledger: records whose values all landed before
+    fields_sent: int = 0  # field values sent (or, in a dry run, that would be), keys excluded
     api_calls: int = 0
     transport: str = "collections"  # "bulk" once the stream's records go through Bulk API 2.0
     bulk_jobs: int = 0
@@ -51,6 +54,8 @@ class StreamStats:
             "merged_duplicates": self.merged,
             "retried_records": self.retried,
             "would_send": self.would_send,
+            "skipped_unchanged": self.skipped_unchanged,
+            "fields_sent": self.fields_sent,
             "collections_calls": self.api_calls,
             "transport": self.transport,
             "api_calls": self.api_calls + self.bulk_calls,
@@ -73,6 +78,7 @@ class RunStats:
         self._lock = threading.Lock()
         self.streams: dict[str, StreamStats] = {}
         self.segments: dict[str, Counter] = {}
+        self.segment_fields_sent: Counter = Counter()  # segment field → records it was sent in
         self.sample_payloads: list[dict[str, Any]] = []
         # further report sections by name (campaign members, provisioning, ...), read at the end
         self.sections: dict[str, Callable[[], dict[str, Any]]] = {}
@@ -88,9 +94,11 @@ class RunStats:
     ) -> None:
         """Count one call's successes: (payload, created) pairs, under one lock."""
         created = sum(1 for _, was_created in landed if was_created)
+        fields = sum(len(payload) for payload, _ in landed) - _KEY_FIELDS * len(landed)
         with self._lock:
             stats.created += created
             stats.updated += len(landed) - created
+            stats.fields_sent += fields
             self._count_segments([payload for payload, _ in landed], segment_fields)
 
     def would_send(
@@ -98,6 +106,7 @@ class RunStats:
     ) -> None:
         with self._lock:
             stats.would_send += 1
+            stats.fields_sent += len(payload) - _KEY_FIELDS
             self._count_segments([payload], segment_fields)
             if len(self.sample_payloads) < DRY_RUN_SAMPLE_SIZE:
                 self.sample_payloads.append(payload)
@@ -110,6 +119,11 @@ class RunStats:
             statuses = [p[name] for p in payloads if p.get(name) is not None]
             if statuses:
                 self.segments.setdefault(name, Counter()).update(statuses)
+                self.segment_fields_sent[name] += len(statuses)
+
+    def skipped_unchanged(self, stats: StreamStats, count: int) -> None:
+        with self._lock:
+            stats.skipped_unchanged += count
 
     def rejected(self, stats: StreamStats, code: str) -> None:
         with self._lock:
@@ -142,7 +156,8 @@ class RunStats:
             stats.retried += count
 
     def totals(self) -> dict[str, int]:
-        keys = ("received", "updated", "created", "rejected", "retried", "would_send")
+        keys = ("received", "updated", "created", "rejected", "retried", "would_send",
+                "skipped_unchanged", "fields_sent")
         return {k: sum(getattr(s, k) for s in self.streams.values()) for k in keys}
 
     def maybe_log_progress(self, api_summary: Callable[[], dict[str, Any]]) -> None:
@@ -154,8 +169,10 @@ class RunStats:
         t = self.totals()
         usage = api.get("usage_percent")
         LOGGER.info(
-            "progress: received=%d landed=%d rejected=%d retried=%d api_calls=%d api_usage=%s",
-            t["received"], t["updated"] + t["created"], t["rejected"], t["retried"],
+            "progress: received=%d landed=%d skipped_unchanged=%d rejected=%d retried=%d "
+            "api_calls=%d api_usage=%s",
+            t["received"], t["updated"] + t["created"], t["skipped_unchanged"], t["rejected"],
+            t["retried"],
             api.get("calls", 0), f"{usage:.1f}%" if usage is not None else "n/a",
         )
 
@@ -163,23 +180,28 @@ class RunStats:
         for name, s in self.streams.items():
             if self.dry_run:
                 LOGGER.info(
-                    "DRY RUN summary for stream %s (%s): received=%d would_send=%d rejected=%d "
-                    "transport=%s api_calls=%d bulk_batches=%d %s",
-                    name, s.object_type, s.received, s.would_send, s.rejected, s.transport,
-                    s.api_calls + s.bulk_calls, s.bulk_batches, dict(s.rejections_by_code) or "",
+                    "DRY RUN summary for stream %s (%s): received=%d would_send=%d "
+                    "skipped_unchanged=%d fields_would_send=%d rejected=%d transport=%s "
+                    "api_calls=%d bulk_batches=%d %s",
+                    name, s.object_type, s.received, s.would_send, s.skipped_unchanged,
+                    s.fields_sent, s.rejected, s.transport, s.api_calls + s.bulk_calls,
+                    s.bulk_batches, dict(s.rejections_by_code) or "",
                 )
                 continue
             LOGGER.info(
-                "summary for stream %s (%s): received=%d updated=%d created=%d rejected=%d "
-                "merged=%d retried=%d api_calls=%d transport=%s bulk_jobs=%d %s",
-                name, s.object_type, s.received, s.updated, s.created, s.rejected, s.merged,
-                s.retried, s.api_calls + s.bulk_calls, s.transport, s.bulk_jobs,
+                "summary for stream %s (%s): received=%d updated=%d created=%d "
+                "skipped_unchanged=%d fields_sent=%d rejected=%d merged=%d retried=%d "
+                "api_calls=%d transport=%s bulk_jobs=%d %s",
+                name, s.object_type, s.received, s.updated, s.created, s.skipped_unchanged,
+                s.fields_sent, s.rejected, s.merged, s.retried, s.api_calls + s.bulk_calls,
+                s.transport, s.bulk_jobs,
                 dict(s.rejections_by_code) or "",
             )
         for field_name, counts in self.segments.items():
             verb = "would carry" if self.dry_run else "now carry"
-            LOGGER.info("segment field %s: records that %s each status: %s",
-                        field_name, verb, dict(counts))
+            LOGGER.info("segment field %s: %s in %d records; records that %s each status: %s",
+                        field_name, "would be sent" if self.dry_run else "sent",
+                        self.segment_fields_sent[field_name], verb, dict(counts))
         for name, section in self.sections.items():
             LOGGER.info("%s: %s", name, section())
 
@@ -197,6 +219,7 @@ class RunStats:
             "totals": self.totals(),
             "streams": {name: s.as_dict() for name, s in self.streams.items()},
             "segments": {name: dict(c) for name, c in self.segments.items()},
+            "segment_fields_sent": dict(self.segment_fields_sent),
             "api": api,
         }
         for name, section in self.sections.items():

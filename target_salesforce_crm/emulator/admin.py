@@ -37,6 +37,9 @@ def handle_admin(app: App, method: str, path: str, body: bytes) -> tuple[int, An
             return 200, record
         if parts == ["stats"] and method == "GET":
             return 200, app.stats()
+        if parts == ["received"] and method == "GET":
+            with org.lock:
+                return 200, list(org.received)
         if parts == ["faults"] and method == "GET":
             return 200, org.faults.as_dict()
         if parts == ["options"] and method == "GET":

@@ -200,9 +200,17 @@ def _count_call(org: Org) -> None:
         org.collections_calls += 1
 
 
+def _note_received(org: Org, records: list[Any]) -> None:
+    """Keep each record's field names (in body order), so a test can see what was sent."""
+    names = [list(record) for record in records if isinstance(record, dict)]
+    with org.lock:
+        org.received.extend(names)
+
+
 def create(org: Org, raw: bytes) -> bytes:
     _count_call(org)
     all_or_none, records = collection_body(raw)
+    _note_received(org, records)
     _refuse_poison(org, records)
     prepared = prepare(org, records, None)
     _check_chunks(prepared)
@@ -253,6 +261,7 @@ def _resolve_id(org: Org, prep: Prepared) -> list[Error]:
 def update(org: Org, raw: bytes) -> bytes:
     _count_call(org)
     all_or_none, records = collection_body(raw)
+    _note_received(org, records)
     _refuse_poison(org, records)
     scanned = scan(org, records, None)
     if scanned is not None:
@@ -295,6 +304,7 @@ def upsert(org: Org, object_name: str, field_name: str, raw: bytes) -> bytes:
                         f"{field_name}")
     _count_call(org)
     all_or_none, records = collection_body(raw)
+    _note_received(org, records)
     _refuse_poison(org, records)
     scanned = scan(org, records, schema)
     if scanned is not None:

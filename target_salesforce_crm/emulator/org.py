@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from .ids import make_id, parse_id, to_18
 from .options import CUSTOM_FIELD_LIMIT, MAX_URI_BYTES, QUERY_BATCH_SIZE
 from .schema import FieldSpec, SObjectSchema
 
+RECEIVED_KEPT = 10_000  # field names of the last records sent to collections, for tests
 FAULT_KINDS = ("latency", "drop", "html_503", "http_503", "http_500", "lock", "token_expired",
                "concurrency_limit", "daily_limit", "poison", "storage_full", "request_error")
 
@@ -67,6 +69,7 @@ class Org:
         self.requests = 0
         self.collections_calls = 0
         self.collections_records = 0
+        self.received: deque[list[str]] = deque(maxlen=RECEIVED_KEPT)
         self.describe_calls: dict[str, int] = {}
         self.faults_injected = dict.fromkeys(FAULT_KINDS, 0)
         # SOQL (query.py): soft-deleted records for queryAll, kept result cursors, page cap

@@ -138,6 +138,11 @@ class Emulator:
     def stats(self) -> dict[str, Any]:
         return self._app.stats()
 
+    def received(self) -> list[list[str]]:
+        """Field names of the last 10,000 records sent to collections calls, oldest first."""
+        with self._app.org.lock:
+            return list(self._app.org.received)
+
     def set_faults(self, **faults: Any) -> None:
         """Change some fault settings; the others keep their values."""
         self._app.org.set_faults(faults)
