@@ -4,10 +4,13 @@ source records merged into it) and the stream and object they belong to."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from target_salesforce_crm.rejections import Source
 from target_salesforce_crm.stats import StreamStats
+
+if TYPE_CHECKING:
+    from target_salesforce_crm.ledger import Changes
 
 
 @dataclass
@@ -31,6 +34,18 @@ class Entry:
 
 
 @dataclass
+class LedgerPlan:
+    """skip_unchanged / full_resync (``ledger_sync.py``): what a chunk's call carries per entry
+    key (its changed fields, with ``attributes`` and its key field), the campaign memberships
+    to sync, and what ``SyncLedger.record`` writes once Salesforce confirmed an entry."""
+
+    changes: Changes
+    prefix: str  # ledger key = prefix + entry key ("<external id field>=" for upsert)
+    bodies: dict[str, dict[str, Any]]
+    memberships: dict[str, dict[str, str] | None]
+
+
+@dataclass
 class Chunk:
     """Entries for one collections call, with what is needed to account for the results."""
 
@@ -40,6 +55,7 @@ class Chunk:
     external_id_field: str | None = None
     redirect: str | None = None  # a kind of move: entries still to be resolved, then sent
     refusals: list[tuple[str, str]] = field(default_factory=list)  # per entry: code, message
+    plan: LedgerPlan | None = None  # with the sync ledger: the entries' changed fields
 
     @property
     def object_type(self) -> str:

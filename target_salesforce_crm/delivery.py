@@ -16,9 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from target_salesforce_crm.campaign_sync import CampaignSync
-from target_salesforce_crm.chunks import Chunk, Entry
+from target_salesforce_crm.chunks import Chunk, Entry, LedgerPlan
 from target_salesforce_crm.deadletter import scrub
-from target_salesforce_crm.ledger_sync import Plan, SyncLedger
+from target_salesforce_crm.ledger_sync import SyncLedger
 from target_salesforce_crm.redirects import CONVERTED_CODE, MERGED_CODE, Redirector
 from target_salesforce_crm.rejections import Rejection, Rejector
 from target_salesforce_crm.salesforce.client import SalesforceClient
@@ -60,26 +60,28 @@ class Deliverer:
 
     def deliver(self, chunk: Chunk) -> None:
         if self.dry_run:
-            entries, plan = self._plan(chunk, chunk.entries)
-            if entries:
-                self.stats.called(chunk.stats)  # the forecast: the calls a real run would make
-            for entry in entries:
-                self.stats.would_send(chunk.stats, _body(entry, plan), chunk.segment_fields)
+            self.stats.called(chunk.stats)  # the forecast: the calls a real run would make
+            for entry in chunk.entries:
+                self.stats.would_send(chunk.stats, _body(entry, chunk.plan), chunk.segment_fields)
             return
         if chunk.redirect and self.redirector is not None:
             chunk = self.redirector.resolve(chunk)
-        entries, plan = self._plan(chunk, self._skip_known_moves(chunk, chunk.entries))
-        self._send(chunk, entries, plan)
+            self._plan_redirect(chunk)
+        entries = self._skip_known_moves(chunk, chunk.entries)
+        self._send(chunk, entries, chunk.plan)
 
-    def _plan(self, chunk: Chunk, entries: list[Entry]) -> tuple[list[Entry], Plan | None]:
-        """With the sync ledger: the entries whose values differ from what last landed (a
-        chunk of unchanged ones costs no call). A Bulk API job would plan the same way."""
-        if self.ledger is None or not entries:
-            return entries, None
-        plan = self.ledger.plan(chunk, entries)
-        if plan.unchanged:
-            self.stats.skipped_unchanged(chunk.stats, plan.unchanged)
-        return plan.changed, plan
+    def _plan_redirect(self, chunk: Chunk) -> None:
+        """With the sync ledger, records that moved are diffed once their survivors are known
+        (other chunks were diffed by the sink's Sieve); a Bulk API job would plan the same."""
+        if self.ledger is None or not chunk.entries:
+            return
+        planned, unchanged = self.ledger.diff(chunk.object_type, chunk.external_id_field,
+                                              chunk.entries)
+        if unchanged:
+            self.stats.skipped_unchanged(chunk.stats, unchanged)
+        chunk.entries = [item.entry for item in planned]
+        if planned:
+            chunk.plan = self.ledger.pack(chunk.external_id_field, planned)
 
     def _skip_known_moves(self, chunk: Chunk, entries: list[Entry]) -> list[Entry]:
         """Entries whose record this run already found moved go to the redirector at once,
@@ -107,7 +109,7 @@ class Deliverer:
         self.on_hold(entry)
         self.redirector.hold(chunk, entry, code, message)
 
-    def _call(self, chunk: Chunk, entries: list[Entry], plan: Plan | None
+    def _call(self, chunk: Chunk, entries: list[Entry], plan: LedgerPlan | None
               ) -> list[dict[str, Any]]:
         payloads = [_body(e, plan) for e in entries]
         self.stats.called(chunk.stats)
@@ -117,7 +119,7 @@ class Deliverer:
             )
         return self.client.collections_update(payloads)
 
-    def _send(self, chunk: Chunk, entries: list[Entry], plan: Plan | None = None) -> None:
+    def _send(self, chunk: Chunk, entries: list[Entry], plan: LedgerPlan | None) -> None:
         backoff = Backoff(attempts=LOCK_RETRY_ATTEMPTS)
         while entries:
             try:
@@ -182,7 +184,7 @@ class Deliverer:
             entries = locked
 
     def _isolate(self, chunk: Chunk, entries: list[Entry], exc: RequestFailed,
-                 plan: Plan | None) -> None:
+                 plan: LedgerPlan | None) -> None:
         """A request-level data error: split until the culprit record is alone, then reject it."""
         if len(entries) == 1:
             entry = entries[0]
@@ -196,12 +198,12 @@ class Deliverer:
         self._send(chunk, entries[middle:], plan)
 
 
-def _body(entry: Entry, plan: Plan | None) -> dict[str, Any]:
+def _body(entry: Entry, plan: LedgerPlan | None) -> dict[str, Any]:
     """What the call carries for ``entry``: with the ledger, its changed fields only."""
     return entry.payload if plan is None else plan.bodies[entry.key]
 
 
-def _memberships(entry: Entry, plan: Plan | None) -> dict[str, str] | None:
+def _memberships(entry: Entry, plan: LedgerPlan | None) -> dict[str, str] | None:
     return entry.memberships if plan is None else plan.memberships[entry.key]
 
 
@@ -326,6 +328,12 @@ class Dispatcher:
         with self._cond:
             open_numbers = self._unfinished.union(self._unresolved)
             return min(open_numbers) - 1 if open_numbers else self.last_number
+
+    def in_flight(self, object_type: str, keys: list[str]) -> set[str]:
+        """Those of ``keys`` in a chunk submitted and not yet done (its ledger entry may be
+        stale until it is)."""
+        with self._cond:
+            return {key for key in keys if (object_type, key) in self._keys}
 
     def wait_idle(self, *, raise_failure: bool = True) -> None:
         """Block until nothing is queued or running; re-raise the first failure of any chunk."""

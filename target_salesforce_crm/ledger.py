@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -192,18 +192,23 @@ class Ledger:
         return ledger
 
     def diff(self, org_id: str, object_type: str, payloads: Mapping[str, Mapping[str, Any]],
-             fingerprints: Mapping[str, str], *, full: bool = False) -> Changes:
+             fingerprints: Mapping[str, str], *, full: bool = False,
+             in_flight: Collection[str] = ()) -> Changes:
         """Compare a chunk with what last landed: one lookup query for the whole chunk.
 
         ``payloads``: record key (see ``salesforce_id_key`` / ``external_id_key``) → field →
         value as it will be sent; ``fingerprints``: field → ``config_fingerprint(...)``, for
         every field that appears. ``full`` (full_resync) sends everything and, once recorded,
-        replaces the records' entries instead of merging into them.
+        replaces the records' entries instead of merging into them. ``in_flight``: keys with
+        a write not yet recorded, whose entries may be stale: sent in full, merged when
+        recorded (recorded after that write, it leaves the entry right).
         """
         record_hashes = self._hasher.record_hashes(payloads, fingerprints)
         field_keys = self._hasher.field_keys(fingerprints)
         changes = Changes(org_id, object_type, {}, full)
-        stored = {} if full else self._lookup(org_id, object_type, list(payloads))
+        looked_up = [key for key in payloads if key not in in_flight] if in_flight else list(
+            payloads)
+        stored = {} if full else self._lookup(org_id, object_type, looked_up)
         refreshed = []
         for key, payload in payloads.items():
             record_hash = record_hashes[key]

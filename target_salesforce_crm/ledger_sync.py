@@ -1,14 +1,20 @@
-"""The sync ledger in a run (``skip_unchanged``, ``full_resync``): what of a chunk to send, and
-recording what landed.
+"""The sync ledger in a run (``skip_unchanged``, ``full_resync``): which entries to send, with
+which fields, and recording what landed.
 
-The Deliverer asks ``plan`` about a chunk right before its collections call. By then the
-Dispatcher has let every earlier chunk holding one of its keys finish, its recording included,
-so the ledger is never read behind a write still in flight. ``plan`` looks the chunk's keys up
-in one query: an unchanged entry is done (counted, never sent; a chunk of them costs no call),
-a changed one sends its changed fields plus ``attributes`` and its key field. After each call
-the Deliverer hands ``record`` the keys Salesforce confirmed: one transaction per call. A record
-refused by Salesforce (or whose campaign membership failed) is not recorded, so it is sent
-again next run; one refused before any call never reaches the Deliverer at all.
+Where the diff happens: in the sink, as each batch of ``batch_size`` entries is cut (``Sieve``):
+one ledger query per batch. Unchanged entries are done there (counted, never sent); changed
+ones wait in the sieve until a full call's worth has gathered, so 1% of changed records cost
+1% of the calls, and a stream with nothing changed costs no collections call at all. Each
+changed entry carries its changed fields plus ``attributes`` and its key field.
+
+Why the ledger is never read behind a write: an entry whose key still has a write not yet
+recorded (a chunk in flight, or an entry waiting in a sieve) is not diffed against it. A key
+waiting in a sieve is sent first (same-key writes keep input order, across streams too); a key
+in flight is sent in full and merged into its entry once recorded, after the earlier write
+(the Dispatcher runs same-key chunks in order). After each call the Deliverer hands
+``record`` the keys Salesforce confirmed: one transaction per call. A record refused by
+Salesforce (or whose campaign membership failed) is not recorded, so it is sent again next
+run; one refused before any call never gets that far.
 
 What is compared, per (org, object, record key):
 
@@ -23,24 +29,26 @@ What is compared, per (org, object, record key):
 Keys: the 18-character Id (RecordMapper turns every spelling of an Id into it); for upsert
 ``<external id field>=<value>``, lower-cased unless the field is case-sensitive, which is
 ``ledger_keys.external_id_key`` and how RecordMapper merges records. A record that moved
-(converted Lead, merged record) is recorded against the survivor's Id when its redirect lands;
-the moved Id itself gets no entry, so each run costs it one refused write before the redirect
-(whose survivor write is skipped when unchanged).
+(converted Lead, merged record) is recorded against the survivor's Id: its redirect chunk is
+diffed in the Deliverer once the survivors are known. The moved Id gets no entry, so each run
+costs it one refused write before the redirect (whose write is skipped when unchanged).
 
-Bulk API hook: a Bulk job records the same way, ``plan`` per slice of at most
-``ledger.MAX_KEYS_PER_QUERY`` rows before the upload and ``record(plan, keys)`` with the keys of
-the rows in its successfulResults.
+Bulk API hook: a Bulk job records the same way: ``diff`` the job's rows in slices of at most
+``ledger.MAX_KEYS_PER_QUERY`` before the upload, ``pack`` them, and ``record(plan, keys)``
+with the keys of the rows in its successfulResults.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from target_salesforce_crm.chunks import Chunk, Entry
+from target_salesforce_crm.chunks import Chunk, Entry, LedgerPlan
 from target_salesforce_crm.ledger_keys import config_fingerprint, org_id_from_identity_url
+from target_salesforce_crm.rejections import Source
 from target_salesforce_crm.salesforce.errors import ConfigError, TargetError
 from target_salesforce_crm.settings import Settings
 
@@ -51,15 +59,13 @@ CAMPAIGN_FIELD = "campaign:"  # prefix of a campaign segment's pseudo-field in t
 
 
 @dataclass
-class Plan:
-    """One chunk's diff: the entries to send, each one's body, and what to record."""
+class Planned:
+    """One changed entry: what its call carries, and the diff that knows what to record."""
 
+    entry: Entry
+    body: dict[str, Any]
+    memberships: dict[str, str] | None
     changes: Changes
-    prefix: str  # ledger key = prefix + entry key ("<external id field>=" for upsert)
-    changed: list[Entry]
-    unchanged: int
-    bodies: dict[str, dict[str, Any]]  # by entry key: what the call carries
-    memberships: dict[str, dict[str, str] | None]  # by entry key: campaign statuses to sync
 
 
 class SyncLedger:
@@ -88,10 +94,13 @@ class SyncLedger:
                                   "cannot tell which org its entries belong to") from None
         return self._org_id
 
-    def plan(self, chunk: Chunk, entries: list[Entry]) -> Plan:
-        """Diff ``entries`` against what last landed: one ledger query for the chunk."""
-        key_field = chunk.external_id_field or "id"
-        prefix = f"{chunk.external_id_field}=" if chunk.external_id_field else ""
+    def diff(self, object_type: str, external_id_field: str | None, entries: list[Entry],
+             in_flight: Collection[str] = ()) -> tuple[list[Planned], int]:
+        """The changed entries (with their bodies) and how many were unchanged: one query.
+
+        ``in_flight``: entry keys with a write not yet recorded (sent in full)."""
+        key_field = external_id_field or "id"
+        prefix = _prefix(external_id_field)
         identity = ("attributes", key_field)
         compared: dict[str, dict[str, Any]] = {}
         for entry in entries:
@@ -101,20 +110,19 @@ class SyncLedger:
                 for segment_id, status in entry.memberships.items():
                     values[CAMPAIGN_FIELD + segment_id] = status
             compared[prefix + entry.key] = values
-        fingerprints = self._fingerprints_for(chunk.object_type, compared.values())
+        fingerprints = self._fingerprints_for(object_type, compared.values())
+        stale = {prefix + key for key in in_flight}
         changes = self._guard(lambda: self.ledger.diff(
-            self.org_id(), chunk.object_type, compared, fingerprints, full=self.full))
-        plan = Plan(changes, prefix, [], 0, {}, {})
+            self.org_id(), object_type, compared, fingerprints, full=self.full,
+            in_flight=stale))
+        planned = []
         for entry in entries:
             key = prefix + entry.key
             fields = changes.payloads[key]
             if not fields:
-                plan.unchanged += 1
                 continue
-            plan.changed.append(entry)
             if len(fields) == len(compared[key]):  # everything: the payload as it is
-                plan.bodies[entry.key] = entry.payload
-                plan.memberships[entry.key] = entry.memberships
+                planned.append(Planned(entry, entry.payload, entry.memberships, changes))
                 continue
             payload = entry.payload
             body = {"attributes": payload["attributes"], key_field: payload[key_field]}
@@ -124,11 +132,24 @@ class SyncLedger:
                     statuses[name[len(CAMPAIGN_FIELD):]] = value
                 else:
                     body[name] = value
-            plan.bodies[entry.key] = body
-            plan.memberships[entry.key] = statuses or None
-        return plan
+            planned.append(Planned(entry, body, statuses or None, changes))
+        return planned, len(entries) - len(planned)
 
-    def record(self, plan: Plan, landed_keys: Iterable[str]) -> None:
+    @staticmethod
+    def pack(external_id_field: str | None, planned: list[Planned]) -> LedgerPlan:
+        """One call's plan from changed entries of one or more diffs (one transaction)."""
+        prefix = _prefix(external_id_field)
+        payloads, hashes = {}, {}
+        for item in planned:
+            key = prefix + item.entry.key
+            payloads[key] = item.changes.payloads[key]
+            if key in item.changes.entries:
+                hashes[key] = item.changes.entries[key]
+        changes = dataclasses.replace(planned[0].changes, payloads=payloads, entries=hashes)
+        return LedgerPlan(changes, prefix, {p.entry.key: p.body for p in planned},
+                          {p.entry.key: p.memberships for p in planned})
+
+    def record(self, plan: LedgerPlan, landed_keys: Iterable[str]) -> None:
         """Record the entries Salesforce confirmed (entry keys), in one transaction."""
         keys = [plan.prefix + key for key in landed_keys]
         if not keys or self.dry_run:
@@ -192,6 +213,66 @@ class SyncLedger:
             return work()
         except LedgerError as exc:
             raise TargetError(str(exc)) from None
+
+
+class Sieve:
+    """One sink's gate to the Dispatcher: diffs each batch the sink cuts, drops the unchanged
+    entries, and submits the changed ones in full calls (all of them at ``flush``)."""
+
+    def __init__(self, sync: SyncLedger, source: Source, segment_fields: tuple[str, ...],
+                 external_id_field: str | None, batch_size: int, *,
+                 submit: Callable[[Chunk], None],
+                 in_flight: Callable[[str, list[str]], set[str]],
+                 waiting: dict[tuple[str, str], Sieve],
+                 on_unchanged: Callable[[int], None]) -> None:
+        self.sync = sync
+        self.source = source
+        self.segment_fields = segment_fields
+        self.external_id_field = external_id_field
+        self.batch_size = batch_size
+        self._submit = submit
+        self._in_flight = in_flight
+        self._waiting = waiting  # every sieve's waiting keys, by (object, key): one per run
+        self._on_unchanged = on_unchanged
+        self._ready: list[Planned] = []
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._ready)
+
+    def add(self, entries: list[Entry]) -> None:
+        object_type = self.source.object_type
+        keys = [entry.key for entry in entries]
+        holders = {self._waiting.get((object_type, key)) for key in keys}
+        for holder in holders - {None}:
+            assert holder is not None
+            holder.flush()  # an older write of one of these keys goes first
+        planned, unchanged = self.sync.diff(object_type, self.external_id_field, entries,
+                                            self._in_flight(object_type, keys))
+        if unchanged:
+            self._on_unchanged(unchanged)
+        for item in planned:
+            self._waiting[object_type, item.entry.key] = self
+        self._ready.extend(planned)
+        while len(self._ready) >= self.batch_size:
+            self._send(self.batch_size)
+
+    def flush(self) -> None:
+        if self._ready:
+            self._send(len(self._ready))
+
+    def _send(self, count: int) -> None:
+        batch, self._ready = self._ready[:count], self._ready[count:]
+        for item in batch:
+            del self._waiting[self.source.object_type, item.entry.key]
+        self._submit(Chunk(source=self.source, segment_fields=self.segment_fields,
+                           entries=[item.entry for item in batch],
+                           external_id_field=self.external_id_field,
+                           plan=self.sync.pack(self.external_id_field, batch)))
+
+
+def _prefix(external_id_field: str | None) -> str:
+    return f"{external_id_field}=" if external_id_field else ""
 
 
 def open_ledger(settings: Settings, identity_url: Callable[[], str | None],

@@ -13,13 +13,13 @@ from target_salesforce_crm.campaign_sync import CampaignSync
 from target_salesforce_crm.chunks import Chunk, Entry
 from target_salesforce_crm.deadletter import DeadLetter
 from target_salesforce_crm.delivery import Deliverer, Dispatcher
-from target_salesforce_crm.ledger_sync import open_ledger
+from target_salesforce_crm.ledger_sync import Sieve, open_ledger
 from target_salesforce_crm.mapping import RecordMapper
 from target_salesforce_crm.paths import Flattening
 from target_salesforce_crm.preflight import check_campaigns, check_fields
 from target_salesforce_crm.provision import SegmentProvisioning
 from target_salesforce_crm.redirects import CONVERTED, MERGED, Redirector
-from target_salesforce_crm.rejections import Rejector
+from target_salesforce_crm.rejections import Rejector, Source
 from target_salesforce_crm.salesforce.auth import TokenProvider
 from target_salesforce_crm.salesforce.campaigns import Campaign, find_campaigns
 from target_salesforce_crm.salesforce.client import SalesforceClient
@@ -76,6 +76,7 @@ class Runtime:
         self.bulk = BulkDelivery(settings, self.client, self.rejector, self.stats,
                                  self.dispatcher, deliverer=self.deliverer)
         self.pending = PendingIndex()
+        self._waiting: dict[tuple[str, str], Sieve] = {}  # keys diffed, not yet submitted
         self._fields: dict[str, dict[str, FieldSpec]] = {}
         self._lock = threading.Lock()
 
@@ -140,6 +141,17 @@ class Runtime:
         LOGGER.info("pre-flight of Contact for converted Leads passed%s",
                     f" (not on Contact, dropped: {', '.join(m.target for m in dropped)})"
                     if dropped else "")
+
+    def sieve(self, source: Source, segment_fields: tuple[str, ...],
+              external_id_field: str | None) -> Sieve | None:
+        """With the sync ledger, the gate a sink sends its batches through (diffed there)."""
+        if self.ledger is None:
+            return None
+        return Sieve(self.ledger, source, segment_fields, external_id_field,
+                     self.settings.batch_size, submit=self.submit,
+                     in_flight=self.dispatcher.in_flight, waiting=self._waiting,
+                     on_unchanged=lambda count: self.stats.skipped_unchanged(source.stats,
+                                                                             count))
 
     def submit(self, chunk: Chunk) -> None:
         """Send a chunk, then any full batch of moved records waiting to be redirected."""

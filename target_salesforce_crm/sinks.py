@@ -69,6 +69,9 @@ class SalesforceSink(BatchSink):
         self.source = Source(self.stream_name, self.object_type, self.stream_stats)
         self.runtime.bulk.register(self.source, self.mapper, self.segment_fields,
                                    self.external_id_field)
+        # skip_unchanged / full_resync: batches go through the sync ledger's diff first
+        self.sieve = self.runtime.sieve(self.source, self.segment_fields,
+                                        self.external_id_field)
         self._pending: dict[str, Entry] = {}
         self._index = self.runtime.pending
         self._date_fields = {
@@ -182,7 +185,7 @@ class SalesforceSink(BatchSink):
         self._dispatch(flush=False)
 
     def has_pending(self) -> bool:
-        return bool(self._pending)
+        return bool(self._pending) or (self.sieve is not None and self.sieve.pending)
 
     def flush(self) -> None:
         """Send what is pending, full or not (before STATE and at the end)."""
@@ -207,8 +210,12 @@ class SalesforceSink(BatchSink):
                 self._index.release(self.object_type, key)
             for entry, problem in incomplete:
                 self.runtime.rejector.reject(problem, entry.key, entry.records)
-            if entries:
+            if entries and self.sieve is not None:
+                self.sieve.add(entries)
+            elif entries:
                 self.runtime.send(self._chunk(entries), len(self._pending))
+        if flush and self.sieve is not None:
+            self.sieve.flush()
 
     def _chunk(self, entries: list[Entry]) -> Chunk:
         return Chunk(

@@ -1,0 +1,310 @@
+"""skip_unchanged / full_resync on a SQLite ledger, through the real CLI and the emulator.
+
+The scenarios shared with PostgreSQL are in _ledger_scenarios.py; the SQLite-only ones (a
+corrupt file, the default location, a dry run, a ledger that cannot be opened) are here, with
+in-process tests of the comparison (campaign memberships, keys, fingerprints).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import _ledger_scenarios as scenarios
+import pytest
+from _ledger_scenarios import KEYS, field_sets, ledger_config, profiles, send
+from conftest import base_config, run_target, seed_contacts, singer_lines
+
+from target_salesforce_crm.chunks import Entry
+from target_salesforce_crm.emulator import Emulator
+from target_salesforce_crm.ledger import Ledger, external_id_key, salesforce_id_key
+from target_salesforce_crm.ledger_sync import SyncLedger
+from target_salesforce_crm.salesforce.ids import normalize_id
+from target_salesforce_crm.settings import parse_settings
+
+ORG_URL = "https://login.salesforce.com/id/00D000000000001AAA/005000000000001AAA"
+
+
+@pytest.fixture
+def ledger_path(tmp_path: Path) -> Path:
+    return tmp_path / "ledger" / "sync.sqlite"
+
+
+@pytest.fixture
+def ledger_url(ledger_path: Path) -> str:
+    return f"sqlite:///{ledger_path}"
+
+
+def _rows(path: Path) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT * FROM sync_ledger ORDER BY record_key").fetchall()
+
+
+def test_an_unchanged_rerun_sends_nothing(emulator, tmp_path, ledger_url):
+    scenarios.unchanged_rerun_sends_nothing(emulator, tmp_path, ledger_url)
+
+
+def test_one_percent_changed_sends_only_the_changed_field(emulator, tmp_path, ledger_url):
+    scenarios.one_percent_changed_sends_only_the_changed_field(emulator, tmp_path, ledger_url)
+
+
+def test_a_mapping_change_resends_that_field_everywhere(emulator, tmp_path, ledger_url):
+    scenarios.a_mapping_change_resends_that_field_everywhere(emulator, tmp_path, ledger_url)
+
+
+def test_full_resync_sends_everything(emulator, tmp_path, ledger_url):
+    scenarios.full_resync_sends_everything(emulator, tmp_path, ledger_url)
+
+
+def test_a_deleted_ledger_means_one_full_resend(emulator, tmp_path, ledger_url, ledger_path):
+    scenarios.a_deleted_ledger_means_one_full_resend(emulator, tmp_path, ledger_url,
+                                                     ledger_path.unlink)
+
+
+def test_rejected_records_are_sent_again(emulator, tmp_path, ledger_url):
+    scenarios.rejected_records_are_sent_again(emulator, tmp_path, ledger_url)
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_sqlite_ledger(emulator, tmp_path, ledger_url):
+    scenarios.two_processes_share_one_ledger(emulator, tmp_path, ledger_url)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", list(scenarios.KILL_POINTS))
+def test_a_killed_run_then_a_rerun_equals_a_clean_run(tmp_path, point):
+    def new_ledger(case: str) -> str:
+        return f"sqlite:///{tmp_path}/{case}.sqlite"
+
+    scenarios.killed_run_then_rerun_equals_a_clean_run(tmp_path, new_ledger,
+                                                       scenarios.KILL_POINTS[point])
+
+
+def test_a_segment_translation_change_resends_the_segment_fields_only(emulator, tmp_path,
+                                                                       ledger_url):
+    ids = seed_contacts(emulator, 400)
+    send(emulator, tmp_path / "first", profiles(ids), ledger_url)
+    sent = send(emulator, tmp_path / "translated", profiles(ids), ledger_url,
+                segment_status_values={"existing": "Current"})
+    assert field_sets(sent) == [[*KEYS, "Seg_Churn_Risk__c", "Seg_Loyal__c"]] * 400
+    assert {emulator.get("Contact", i)["Seg_Churn_Risk__c"] for i in ids} == {"Current"}
+
+
+def test_15_character_ids_share_the_entries_of_their_18_character_form(emulator, tmp_path,
+                                                                       ledger_url):
+    ids = seed_contacts(emulator, 400)
+    send(emulator, tmp_path / "first", profiles(ids), ledger_url)
+    short = [record_id[:15] for record_id in ids]
+    assert send(emulator, tmp_path / "short", profiles(short), ledger_url).records == 0
+    for record_id in (ids[0], ids[0][:15], ids[0].lower()):  # the mapper's key is the ledger's
+        assert normalize_id(record_id, "Contact")[0] == salesforce_id_key(ids[0])
+
+
+def test_upserted_records_are_keyed_by_external_id_as_salesforce_matches_it(emulator, tmp_path,
+                                                                             ledger_url):
+    records = [{"ext": f"Key-{n}", "person": {"name": {"lastName": f"U{n}"}}}
+               for n in range(300)]
+    schema = {"type": "object", "properties": {
+        "ext": {"type": "string"}, "person": {"type": "object", "additionalProperties": True}}}
+    upsert = {"operation": "upsert", "external_id_field": "External_Id__c",
+              "external_id_source": "ext", "segment_mappings": []}
+
+    def run(name: str, batch: list[dict]) -> dict:
+        directory = tmp_path / name
+        directory.mkdir()
+        config = ledger_config(emulator, directory, ledger_url, **upsert)
+        result = run_target(config, singer_lines("people", batch, schema=schema), directory)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result.report["totals"]
+
+    assert run("create", records)["created"] == 300
+    upper = run("upper", [{**record, "ext": record["ext"].upper()} for record in records])
+    assert (upper["skipped_unchanged"], upper["created"], upper["updated"]) == (300, 0, 0)
+    with sqlite3.connect(Path(ledger_url.removeprefix("sqlite:///"))) as db:
+        keys = {key for (key,) in db.execute("SELECT record_key FROM sync_ledger")}
+    assert keys == {external_id_key("External_Id__c", f"KEY-{n}", case_sensitive=False)
+                    for n in range(300)}
+
+
+def test_a_merged_record_is_recorded_against_its_survivor(emulator, tmp_path, ledger_url):
+    ids = seed_contacts(emulator, 40)
+    loser, survivor = ids[0], ids[1]
+    _admin(emulator, "merge", {"object": "Contact", "master_id": survivor,
+                               "loser_ids": [loser]})
+    moved = profiles([loser])
+    first = send(emulator, tmp_path / "first", moved, ledger_url)
+    assert first.run.report["streams"]["contacts"]["redirected"] == {"merged": 1}
+    # the survivor's entry holds what landed: its own profile with those values is skipped
+    as_survivor = [{**moved[0], "crmID": survivor}]
+    assert send(emulator, tmp_path / "survivor", as_survivor, ledger_url).records == 0
+    # the moved Id has no entry: one refused write, then nothing sent to the survivor
+    again = send(emulator, tmp_path / "again", moved, ledger_url)
+    assert again.records == 1 and again.totals["skipped_unchanged"] == 1
+
+
+def _admin(emu: Emulator, action: str, payload: dict) -> None:
+    request = urllib.request.Request(
+        f"{emu.url}/__emulator__/{action}", data=json.dumps(payload).encode(), method="POST",
+        headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request) as response:
+        response.read()
+
+
+def test_a_corrupt_ledger_warns_and_sends_everything(emulator, tmp_path, ledger_url,
+                                                     ledger_path):
+    ids = seed_contacts(emulator, 400)
+    send(emulator, tmp_path / "first", profiles(ids), ledger_url)
+    ledger_path.write_bytes(b"garbage, not a database" * 1000)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{ledger_path}{suffix}").unlink(missing_ok=True)
+
+    resent = send(emulator, tmp_path / "resent", profiles(ids), ledger_url)
+
+    assert resent.records == 400
+    assert "corrupt" in resent.run.stderr and "moved aside" in resent.run.stderr
+    assert list(ledger_path.parent.glob("sync.sqlite.corrupt-*"))
+    assert send(emulator, tmp_path / "after", profiles(ids), ledger_url).records == 0
+
+
+def test_the_default_ledger_lives_under_the_working_directory(emulator, tmp_path):
+    ids = seed_contacts(emulator, 10)
+    config = base_config(emulator, tmp_path, skip_unchanged=True)
+    run = run_target(config, singer_lines("contacts", profiles(ids)), tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / ".target-salesforce-crm" / "ledger.sqlite").is_file()
+
+
+def test_without_skip_unchanged_no_ledger_is_opened(emulator, tmp_path, ledger_path):
+    ids = seed_contacts(emulator, 10)
+    config = base_config(emulator, tmp_path, ledger_url=f"sqlite:///{ledger_path}")
+    run = run_target(config, singer_lines("contacts", profiles(ids)), tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert not ledger_path.parent.exists() and "ledger" not in run.report
+
+
+def test_a_dry_run_counts_what_it_would_skip_and_writes_nothing(emulator, tmp_path,
+                                                                ledger_url, ledger_path):
+    ids = seed_contacts(emulator, 400)
+    missing = send(emulator, tmp_path / "missing", profiles(ids), ledger_url, dry_run=True)
+    assert missing.totals["would_send"] == 400 and not ledger_path.exists()
+    assert "would send every record in full" in missing.run.stderr
+
+    send(emulator, tmp_path / "first", profiles(ids), ledger_url)
+    rows = _rows(ledger_path)
+    records = profiles(ids)
+    for n in range(0, 400, 40):
+        records[n]["personalEmail"]["address"] = f"new{n}@example.org"
+    dry = send(emulator, tmp_path / "dry", records, ledger_url, dry_run=True)
+
+    assert dry.calls == 0 and dry.totals["would_send"] == 10
+    assert dry.totals["skipped_unchanged"] == 390 and dry.totals["fields_sent"] == 10
+    assert "skipped_unchanged=390 fields_would_send=10" in dry.run.stderr
+    assert [sorted(p) for p in dry.run.report["sample_payloads"]] == [
+        ["Email", "attributes", "id"]] * 10
+    assert _rows(ledger_path) == rows
+    assert not (tmp_path / "dry" / "rejected.jsonl").exists()
+
+
+def test_a_ledger_that_cannot_be_opened_stops_before_any_api_call(emulator, tmp_path):
+    url = "postgresql+psycopg://sync:Sup3r-Secret-Pw@127.0.0.1:1/ledger"
+    config = base_config(emulator, tmp_path, skip_unchanged=True, ledger_url=url)
+    run = run_target(config, singer_lines("contacts", profiles(seed_contacts(emulator, 5))),
+                     tmp_path)
+    assert run.returncode == 1
+    errors = [line for line in run.stderr.splitlines() if "ledger_url" in line]
+    assert len(errors) == 1 and "cannot be opened" in errors[0] and "***" in errors[0]
+    assert "Sup3r-Secret-Pw" not in run.stderr and "Traceback" not in run.stderr
+    assert emulator.stats()["token_requests"] == 0 and emulator.stats()["api_calls"] == 0
+
+
+# --- in process: what is compared -------------------------------------------------------
+
+
+class _Ledger:
+    """A SyncLedger on a real SQLite ledger, and a chunk builder."""
+
+    def __init__(self, path: Path, **config: Any) -> None:
+        settings = parse_settings({"login_url": "http://127.0.0.1:1", "username": "u",
+                                   "password": "p", "client_id": "c", "client_secret": "s",
+                                   "skip_unchanged": True, **config})
+        ledger = Ledger.open(f"sqlite:///{path}", on_warning=lambda _m: None)
+        self.sync = SyncLedger(ledger, settings, lambda: ORG_URL)
+
+    def land(self, entries: list[Entry]) -> dict[str, tuple[dict, dict | None]]:
+        """Diff a batch, record every changed entry; entry key → (body, memberships)."""
+        planned, _ = self.sync.diff("Contact", None, entries)
+        if planned:
+            plan = self.sync.pack(None, planned)
+            self.sync.record(plan, [item.entry.key for item in planned])
+        return {item.entry.key: (item.body, item.memberships) for item in planned}
+
+
+def _person(key: str, last: str, memberships: dict[str, str] | None) -> Entry:
+    return Entry(key, {"attributes": {"type": "Contact"}, "id": key, "LastName": last},
+                 memberships=memberships)
+
+
+CAMPAIGNS = {"segment_mappings": [{"segment_id": "s1", "mapping_id": "Spring", "model": "campaign"},
+                                  {"segment_id": "s2", "mapping_id": "Fall", "model": "campaign"}]}
+
+
+def test_campaign_memberships_are_compared_and_only_changed_ones_synced(tmp_path):
+    ledger = _Ledger(tmp_path / "l.sqlite", **CAMPAIGNS)
+    key = salesforce_id_key("003000000000001")
+    first = ledger.land([_person(key, "Ann", {"s1": "realized", "s2": "existing"})])
+    assert first[key][1] == {"s1": "realized", "s2": "existing"}
+    assert ledger.land([_person(key, "Ann", {"s1": "realized", "s2": "existing"})]) == {}
+    # a membership changed, the fields did not: the key only, and that membership only
+    changed = ledger.land([_person(key, "Ann", {"s1": "exited", "s2": "existing"})])
+    assert changed == {key: ({"attributes": {"type": "Contact"}, "id": key}, {"s1": "exited"})}
+    # a field changed, the memberships did not: no membership to sync
+    assert ledger.land([_person(key, "Bo", {"s1": "exited", "s2": "existing"})]) == {
+        key: ({"attributes": {"type": "Contact"}, "id": key, "LastName": "Bo"}, None)}
+
+
+def test_a_campaign_exit_policy_change_resyncs_the_memberships(tmp_path):
+    key = salesforce_id_key("003000000000001")
+    _Ledger(tmp_path / "l.sqlite", **CAMPAIGNS).land([_person(key, "Ann", {"s1": "exited"})])
+    again = _Ledger(tmp_path / "l.sqlite", campaign_exit="delete", **CAMPAIGNS)
+    assert again.land([_person(key, "Ann", {"s1": "exited"})]) == {
+        key: ({"attributes": {"type": "Contact"}, "id": key}, {"s1": "exited"})}
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "resent"),
+    [
+        ({}, {"segment_status_values": {"exited": "Left"}}, {"Seg_A__c"}),
+        ({}, {"segment_membership_path": "memberships"}, {"Seg_A__c"}),
+        ({}, {"segment_mappings": [{"segment_id": "other", "mapping_id": "Seg_A"}]},
+         {"Seg_A__c"}),
+        ({}, {"field_mappings": [{"source": "x.last", "target": "LastName"}]}, {"LastName"}),
+        ({"segment_mappings": [{"segment_id": "a", "mapping_id": "Seg_A", "model": "checkbox"}]},
+         {"segment_mappings": [{"segment_id": "a", "mapping_id": "Seg_A", "model": "checkbox"}],
+          "segment_status_values": {"exited": "Left"}}, set()),
+    ],
+    ids=["translation", "membership_path", "segment_id", "source_path", "checkbox_ignores_"
+         "translation"],
+)
+def test_a_config_change_resends_exactly_the_fields_it_touches(tmp_path, before, after, resent):
+    base: dict[str, Any] = {"segment_mappings": [{"segment_id": "a", "mapping_id": "Seg_A"}],
+                            "field_mappings": [{"source": "last", "target": "LastName"}]}
+    key = salesforce_id_key("003000000000001")
+
+    def entry() -> Entry:
+        return Entry(key, {"attributes": {"type": "Contact"}, "id": key, "LastName": "Ann",
+                           "Seg_A__c": "exited"})
+
+    _Ledger(tmp_path / "l.sqlite", **{**base, **before}).land([entry()])
+    sent = _Ledger(tmp_path / "l.sqlite", **{**base, **after}).land([entry()])
+    assert set(sent.get(key, ({}, None))[0]) - {"attributes", "id"} == resent
+
+
+def test_fingerprints_do_not_depend_on_the_case_of_a_field_name(tmp_path):
+    ledger = _Ledger(tmp_path / "l.sqlite")
+    fingerprint: Callable[[str, str], str] = ledger.sync._fingerprint
+    assert fingerprint("Contact", "LastName") == fingerprint("Contact", "lastname")
+    assert fingerprint("Contact", "LastName") != fingerprint("Lead", "LastName")
