@@ -21,6 +21,7 @@ from pg_server import PostgresServer
 from target_salesforce_crm.ledger import (
     DEFAULT_LEDGER_URL,
     Ledger,
+    LedgerError,
     LedgerUnavailable,
     config_fingerprint,
     external_id_key,
@@ -378,3 +379,41 @@ def test_a_dropped_postgresql_connection_is_replaced(postgres_server: PostgresSe
         assert dropped >= 1  # the ledger's pooled connection
         assert land(ledger, chunk(0, 10, Email="after@example.org")) == {
             key: {"Email": "after@example.org"} for key in chunk(0, 10)}
+
+
+def test_keys_in_flight_are_sent_in_full_and_merged_when_recorded(ledger: Ledger) -> None:
+    land(ledger, chunk(0, 2))
+    changes = ledger.diff(ORG, "Contact", chunk(0, 2), FINGERPRINTS, in_flight={"key000001"})
+    assert changes.payloads == {"key000000": {}, "key000001": contact(1)}
+    ledger.record(changes, ["key000001"])
+    land(ledger, {"key000001": {"Email": "later@example.org"}})
+    assert land(ledger, chunk(0, 2, Email="later@example.org"))["key000001"] == {}
+
+
+def test_a_read_only_ledger_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    warnings: list[str] = []
+    with Ledger.open(f"sqlite:///{path}", on_warning=warnings.append, read_only=True) as ledger:
+        assert ledger.diff(ORG, "Contact", chunk(0, 3), FINGERPRINTS).payloads == chunk(0, 3)
+    assert not path.exists() and "does not exist" in warnings[0]
+
+    with Ledger.open(f"sqlite:///{path}", on_warning=lambda _m: None) as ledger:
+        land(ledger, chunk(0, 3))
+    before = path.read_bytes()
+    fewer = {key: {"LastName": fields["LastName"]} for key, fields in chunk(0, 3).items()}
+    with Ledger.open(f"sqlite:///{path}", read_only=True) as ledger:
+        changes = ledger.diff(ORG, "Contact", fewer, FINGERPRINTS)  # would refresh, read-write
+        assert changes.payloads == {key: {} for key in fewer}
+        with pytest.raises(LedgerError, match="read-only"):
+            ledger.record(changes, [])
+    assert path.read_bytes() == before
+
+
+def test_a_read_only_ledger_leaves_a_corrupt_file_where_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    path.write_bytes(b"this is not a database" * 500)
+    warnings: list[str] = []
+    with Ledger.open(f"sqlite:///{path}", on_warning=warnings.append, read_only=True) as ledger:
+        assert ledger.diff(ORG, "Contact", chunk(0, 2), FINGERPRINTS).payloads == chunk(0, 2)
+    assert path.read_bytes().startswith(b"this is not a database")
+    assert not list(tmp_path.glob("*.corrupt-*")) and "corrupt" in warnings[0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -17,14 +18,18 @@ from typing import Any
 import _ledger_scenarios as scenarios
 import pytest
 from _ledger_scenarios import KEYS, field_sets, ledger_config, profiles, send
-from conftest import base_config, run_target, seed_contacts, singer_lines
+from conftest import CREDENTIALS, base_config, run_target, seed_contacts, singer_lines
 
-from target_salesforce_crm.chunks import Entry
+from target_salesforce_crm.chunks import Chunk, Entry
+from target_salesforce_crm.deadletter import DeadLetter
+from target_salesforce_crm.delivery import Deliverer
 from target_salesforce_crm.emulator import Emulator
 from target_salesforce_crm.ledger import Ledger, external_id_key, salesforce_id_key
 from target_salesforce_crm.ledger_sync import SyncLedger
+from target_salesforce_crm.rejections import Rejector, Source
 from target_salesforce_crm.salesforce.ids import normalize_id
 from target_salesforce_crm.settings import parse_settings
+from target_salesforce_crm.stats import RunStats
 
 ORG_URL = "https://login.salesforce.com/id/00D000000000001AAA/005000000000001AAA"
 
@@ -308,3 +313,78 @@ def test_fingerprints_do_not_depend_on_the_case_of_a_field_name(tmp_path):
     fingerprint: Callable[[str, str], str] = ledger.sync._fingerprint
     assert fingerprint("Contact", "LastName") == fingerprint("Contact", "lastname")
     assert fingerprint("Contact", "LastName") != fingerprint("Lead", "LastName")
+
+
+class _Client:
+    """Answers every collections update with success and keeps the bodies it was sent."""
+
+    def __init__(self) -> None:
+        self.bodies: list[list[dict]] = []
+
+    def collections_update(self, payloads: list[dict]) -> list[dict]:
+        self.bodies.append(payloads)
+        return [{"id": payload["id"], "success": True, "errors": []} for payload in payloads]
+
+
+class _Campaigns:
+    """Records the memberships it is asked to sync; ``failing`` entry keys fail."""
+
+    def __init__(self, failing: set[str]) -> None:
+        self.failing = failing
+        self.synced: list[dict[str, dict | None]] = []
+
+    def sync(self, _chunk: Chunk, landed: list[tuple[Entry, str]]) -> set[str]:
+        self.synced.append({entry.key: entry.memberships for entry, _ in landed})
+        return {entry.key for entry, _ in landed} & self.failing
+
+
+def test_the_deliverer_syncs_changed_memberships_and_records_only_what_fully_landed(tmp_path):
+    ledger = _Ledger(tmp_path / "l.sqlite", **CAMPAIGNS)
+    ann, bo = salesforce_id_key("003000000000001"), salesforce_id_key("003000000000002")
+    stats = RunStats()
+    source = Source("people", "Contact", stats.stream("people", "Contact"))
+    client, campaigns = _Client(), _Campaigns(failing={bo})
+    deliverer = Deliverer(client, Rejector(DeadLetter(None), stats), stats,  # type: ignore[arg-type]
+                          dry_run=False, campaigns=campaigns,  # type: ignore[arg-type]
+                          ledger=ledger.sync)
+
+    def deliver(entries: list[Entry]) -> None:
+        planned, _ = ledger.sync.diff("Contact", None, entries)
+        chunk = Chunk(source=source, segment_fields=(), entries=[p.entry for p in planned],
+                      plan=ledger.sync.pack(None, planned) if planned else None)
+        deliverer.deliver(chunk)
+
+    deliver([_person(ann, "Ann", {"s1": "realized"}), _person(bo, "Bo", {"s1": "realized"})])
+    assert campaigns.synced[-1] == {ann: {"s1": "realized"}, bo: {"s1": "realized"}}
+    # Ann: her membership changed only; Bo: his membership failed, so nothing of him was
+    # recorded and he is sent again in full
+    deliver([_person(ann, "Ann", {"s1": "exited"}), _person(bo, "Bo", {"s1": "realized"})])
+    assert client.bodies[-1] == [
+        {"attributes": {"type": "Contact"}, "id": ann},
+        {"attributes": {"type": "Contact"}, "id": bo, "LastName": "Bo"}]
+    assert campaigns.synced[-1] == {ann: {"s1": "exited"}, bo: {"s1": "realized"}}
+    assert stats.streams["people"].fields_sent == 3  # two LastNames, then Bo's again
+
+
+def test_the_emulator_keeps_the_field_names_of_what_it_received(emulator):
+    ids = seed_contacts(emulator, 2)
+    body = json.dumps({"records": [
+        {"attributes": {"type": "Contact"}, "id": ids[0], "Email": "a@example.org"},
+        {"attributes": {"type": "Contact"}, "id": ids[1], "LastName": "B", "FirstName": "C"}]})
+    token = json.load(urllib.request.urlopen(urllib.request.Request(
+        f"{emulator.url}/services/oauth2/token", method="POST",
+        data=urllib.parse.urlencode({
+            "grant_type": "password", "username": CREDENTIALS["username"],
+            "password": CREDENTIALS["password"] + CREDENTIALS["security_token"],
+            "client_id": CREDENTIALS["client_id"],
+            "client_secret": CREDENTIALS["client_secret"]}).encode())))
+    request = urllib.request.Request(
+        f"{emulator.url}/services/data/v63.0/composite/sobjects", data=body.encode(),
+        method="PATCH", headers={"Authorization": f"Bearer {token['access_token']}",
+                                 "Content-Type": "application/json"})
+    with urllib.request.urlopen(request) as response:
+        assert all(result["success"] for result in json.load(response))
+    expected = [["attributes", "id", "Email"], ["attributes", "id", "LastName", "FirstName"]]
+    assert emulator.received() == expected
+    with urllib.request.urlopen(f"{emulator.url}/__emulator__/received") as response:
+        assert json.load(response) == expected
