@@ -243,9 +243,9 @@ class Sieve:
     def add(self, entries: list[Entry]) -> None:
         object_type = self.source.object_type
         keys = [entry.key for entry in entries]
-        holders = {self._waiting.get((object_type, key)) for key in keys}
-        for holder in holders - {None}:
-            assert holder is not None
+        waiting = self._waiting
+        holders = {waiting[object_type, key] for key in keys if (object_type, key) in waiting}
+        for holder in holders:
             holder.flush()  # an older write of one of these keys goes first
         planned, unchanged = self.sync.diff(object_type, self.external_id_field, entries,
                                             self._in_flight(object_type, keys))

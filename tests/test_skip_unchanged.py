@@ -89,6 +89,24 @@ def test_a_killed_run_then_a_rerun_equals_a_clean_run(tmp_path, point):
                                                        scenarios.KILL_POINTS[point])
 
 
+def test_a_value_changed_and_changed_back_in_one_run_ends_as_the_input_says(emulator, tmp_path,
+                                                                          ledger_url):
+    """While B is waiting or in flight, A must not be compared with the ledger's old A (it
+    would be skipped, leaving B): it is sent after B, and the ledger ends agreeing."""
+    ids = seed_contacts(emulator, 50)
+    original = profiles(ids)
+    send(emulator, tmp_path / "first", original, ledger_url)
+    changed = profiles(ids, version=1)
+    emulator.set_faults(latency_ms=150)
+    back_and_forth = send(emulator, tmp_path / "run", changed + original, ledger_url,
+                          batch_size=10, max_concurrency=2)
+    emulator.set_faults(latency_ms=0)
+    assert back_and_forth.totals["skipped_unchanged"] == 0
+    assert [emulator.get("Contact", i)["LastName"] for i in ids] == [
+        f"Last{n}" for n in range(50)]
+    assert send(emulator, tmp_path / "again", original, ledger_url).records == 0
+
+
 def test_a_segment_translation_change_resends_the_segment_fields_only(emulator, tmp_path,
                                                                        ledger_url):
     ids = seed_contacts(emulator, 400)

@@ -200,17 +200,19 @@ def _count_call(org: Org) -> None:
         org.collections_calls += 1
 
 
-def _note_received(org: Org, records: list[Any]) -> None:
-    """Keep each record's field names (in body order), so a test can see what was sent."""
+def _note_received(org: Org, raw: bytes, records: list[Any]) -> None:
+    """Keep each record's field names (in body order) and count the body's bytes, so a test
+    or a benchmark can see what was sent."""
     names = [list(record) for record in records if isinstance(record, dict)]
     with org.lock:
         org.received.extend(names)
+        org.collections_bytes += len(raw)
 
 
 def create(org: Org, raw: bytes) -> bytes:
     _count_call(org)
     all_or_none, records = collection_body(raw)
-    _note_received(org, records)
+    _note_received(org, raw, records)
     _refuse_poison(org, records)
     prepared = prepare(org, records, None)
     _check_chunks(prepared)
@@ -261,7 +263,7 @@ def _resolve_id(org: Org, prep: Prepared) -> list[Error]:
 def update(org: Org, raw: bytes) -> bytes:
     _count_call(org)
     all_or_none, records = collection_body(raw)
-    _note_received(org, records)
+    _note_received(org, raw, records)
     _refuse_poison(org, records)
     scanned = scan(org, records, None)
     if scanned is not None:
@@ -304,7 +306,7 @@ def upsert(org: Org, object_name: str, field_name: str, raw: bytes) -> bytes:
                         f"{field_name}")
     _count_call(org)
     all_or_none, records = collection_body(raw)
-    _note_received(org, records)
+    _note_received(org, raw, records)
     _refuse_poison(org, records)
     scanned = scan(org, records, schema)
     if scanned is not None:

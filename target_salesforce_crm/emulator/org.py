@@ -70,6 +70,7 @@ class Org:
         self.collections_calls = 0
         self.collections_records = 0
         self.received: deque[list[str]] = deque(maxlen=RECEIVED_KEPT)
+        self.collections_bytes = 0  # request bodies of create/update/upsert calls
         self.describe_calls: dict[str, int] = {}
         self.faults_injected = dict.fromkeys(FAULT_KINDS, 0)
         # SOQL (query.py): soft-deleted records for queryAll, kept result cursors, page cap
@@ -223,6 +224,7 @@ class Org:
                 "describe_calls": dict(self.describe_calls),
                 "collections_calls": self.collections_calls,
                 "collections_records": self.collections_records,
+                "collections_bytes": self.collections_bytes,
                 "requests": self.requests,
                 "faults_injected": dict(self.faults_injected),
                 "api_usage": self.api_usage,
