@@ -91,19 +91,44 @@ def test_a_killed_run_then_a_rerun_equals_a_clean_run(tmp_path, point):
 
 def test_a_value_changed_and_changed_back_in_one_run_ends_as_the_input_says(emulator, tmp_path,
                                                                           ledger_url):
-    """While B is waiting or in flight, A must not be compared with the ledger's old A (it
-    would be skipped, leaving B): it is sent after B, and the ledger ends agreeing."""
-    ids = seed_contacts(emulator, 50)
+    """The SDK hands the sink 200 records at a time: B (the last 50 of the first 200) is still
+    in flight when A, the original values again in reverse order, is compared. A must not be
+    compared with the ledger's old A (it would be skipped, leaving B): it is sent after B, and
+    the ledger agrees with the org."""
+    ids = seed_contacts(emulator, 200)
     original = profiles(ids)
     send(emulator, tmp_path / "first", original, ledger_url)
     changed = profiles(ids, version=1)
     emulator.set_faults(latency_ms=150)
-    back_and_forth = send(emulator, tmp_path / "run", changed + original, ledger_url,
-                          batch_size=10, max_concurrency=2)
+    records = changed[50:] + changed[:50] + original[49::-1]
+    back_and_forth = send(emulator, tmp_path / "run", records, ledger_url, batch_size=10,
+                          max_concurrency=2)
     emulator.set_faults(latency_ms=0)
     assert back_and_forth.totals["skipped_unchanged"] == 0
+    assert back_and_forth.records == 250
+    final = original[:50] + changed[50:]
     assert [emulator.get("Contact", i)["LastName"] for i in ids] == [
-        f"Last{n}" for n in range(50)]
+        record["person"]["name"]["lastName"] for record in final]
+    assert send(emulator, tmp_path / "again", final, ledger_url).records == 0
+
+
+def test_a_change_waiting_in_one_streams_sieve_goes_before_a_later_streams(emulator, tmp_path,
+                                                                         ledger_url):
+    """Stream one's B for five records waits for a full call in its sieve when stream two
+    brings A, the ledger's values, for them: B is sent first, then A, as in the input."""
+    ids = seed_contacts(emulator, 200)
+    original = profiles(ids)
+    send(emulator, tmp_path / "first", original, ledger_url)
+    changed = profiles(ids[:5], version=1) + original[5:]
+    text = singer_lines("one", changed).rsplit("\n", 2)[0] + "\n"  # without its STATE
+    text += singer_lines("two", original[:10])  # a full batch: cut before any flush
+    directory = tmp_path / "two_streams"
+    directory.mkdir()
+    run = run_target(ledger_config(emulator, directory, ledger_url, batch_size=10), text,
+                     directory)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert [emulator.get("Contact", i)["LastName"] for i in ids[:5]] == [
+        f"Last{n}" for n in range(5)]
     assert send(emulator, tmp_path / "again", original, ledger_url).records == 0
 
 
