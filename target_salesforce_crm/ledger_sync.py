@@ -4,8 +4,12 @@ which fields, and recording what landed.
 Where the diff happens: in the sink, as each batch of ``batch_size`` entries is cut (``Sieve``):
 one ledger query per batch. Unchanged entries are done there (counted, never sent); changed
 ones wait in the sieve until a full call's worth has gathered, so 1% of changed records cost
-1% of the calls, and a stream with nothing changed costs no collections call at all. Each
-changed entry carries its changed fields plus ``attributes`` and its key field.
+1% of the calls (benchmarks/ledger_run.py, 1,000,000 profiles with every 100th changed: 50 full
+calls, where sending each chunk's changes on their own would take 5,000 calls of 2 records),
+and a stream with nothing changed costs no collections call at all. The diff costs ~11 us of
+CPU per unchanged record, about what sending it costs at 0 ms latency. Each changed entry
+carries its changed fields plus ``attributes`` and its key field (95 bytes per record in that
+benchmark against 202 for a full update).
 
 Why the ledger is never read behind a write: an entry whose key still has a write not yet
 recorded (a chunk in flight, or an entry waiting in a sieve) is not diffed against it. A key
