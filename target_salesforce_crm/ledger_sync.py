@@ -70,6 +70,7 @@ class Planned:
     body: dict[str, Any]
     memberships: dict[str, str] | None
     changes: Changes
+    stamp: int | None = None  # its PendingIndex stamp: unsent for STATE until submitted
 
 
 class SyncLedger:
@@ -225,6 +226,8 @@ class Sieve:
                  submit: Callable[[Chunk], None],
                  in_flight: Callable[[str, list[str]], set[str]],
                  waiting: dict[tuple[str, str], Sieve],
+                 park: Callable[[Iterable[int]], None],
+                 unpark: Callable[[Iterable[int]], None],
                  on_unchanged: Callable[[int], None]) -> None:
         self.sync = sync
         self.source = source
@@ -234,6 +237,7 @@ class Sieve:
         self._submit = submit
         self._in_flight = in_flight
         self._waiting = waiting  # every sieve's waiting keys, by (object, key): one per run
+        self._park, self._unpark = park, unpark
         self._on_unchanged = on_unchanged
         self._ready: list[Planned] = []
 
@@ -241,9 +245,13 @@ class Sieve:
     def pending(self) -> bool:
         return bool(self._ready)
 
-    def add(self, entries: list[Entry]) -> None:
+    def add(self, entries: list[Entry], stamps: dict[str, int | None]) -> None:
+        """A batch the sink cut (``stamps``: each entry's PendingIndex stamp): parked at once,
+        so a STATE cannot count it as sent until its call is submitted."""
         object_type = self.source.object_type
         keys = [entry.key for entry in entries]
+        own = {key: stamp for key in keys if (stamp := stamps.get(key)) is not None}
+        self._park(own.values())
         waiting = self._waiting
         holders = {waiting[object_type, key] for key in keys if (object_type, key) in waiting}
         for holder in holders:
@@ -252,7 +260,10 @@ class Sieve:
                                             self._in_flight(object_type, keys))
         if unchanged:
             self._on_unchanged(unchanged)
+            changed = {item.entry.key for item in planned}
+            self._unpark(stamp for key, stamp in own.items() if key not in changed)  # skipped
         for item in planned:
+            item.stamp = own.get(item.entry.key)
             self._waiting[object_type, item.entry.key] = self
         self._ready.extend(planned)
         while len(self._ready) >= self.batch_size:
@@ -266,6 +277,8 @@ class Sieve:
         batch, self._ready = self._ready[:count], self._ready[count:]
         for item in batch:
             del self._waiting[self.source.object_type, item.entry.key]
+        # unparked just before the submit numbers the chunk: STATE then waits for that chunk
+        self._unpark(item.stamp for item in batch if item.stamp is not None)
         self._submit(Chunk(source=self.source, segment_fields=self.segment_fields,
                            entries=[item.entry for item in batch],
                            external_id_field=self.external_id_field,

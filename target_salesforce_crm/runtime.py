@@ -6,6 +6,7 @@ import dataclasses
 import gc
 import logging
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 from target_salesforce_crm.bulk_delivery import BulkDelivery
@@ -150,6 +151,7 @@ class Runtime:
         return Sieve(self.ledger, source, segment_fields, external_id_field,
                      self.settings.batch_size, submit=self.submit,
                      in_flight=self.dispatcher.in_flight, waiting=self._waiting,
+                     park=self.pending.park, unpark=self.pending.unpark,
                      on_unchanged=lambda count: self.stats.skipped_unchanged(source.stats,
                                                                              count))
 
@@ -228,6 +230,7 @@ class PendingIndex:
 
     def __init__(self) -> None:
         self._entries: dict[tuple[str, str], tuple[dict[str, Entry], Entry, int]] = {}
+        self._parked: set[int] = set()  # stamps of entries cut but waiting in a ledger Sieve
         self.opened = 0
 
     def claim(self, object_type: str, key: str, holder: dict[str, Entry]) -> Entry | None:
@@ -248,14 +251,27 @@ class PendingIndex:
             stamp = found[2]
         self._entries[index_key] = (holder, entry, stamp)
 
-    def release(self, object_type: str, key: str) -> None:
-        self._entries.pop((object_type, key), None)
+    def release(self, object_type: str, key: str) -> int | None:
+        """The entry leaves the index (cut into a batch); returns its stamp."""
+        found = self._entries.pop((object_type, key), None)
+        return None if found is None else found[2]
+
+    def park(self, stamps: Iterable[int]) -> None:
+        """Entries cut but not yet submitted (diffed, waiting in a sync-ledger Sieve for a
+        full call) still count as unsent, until ``unpark``."""
+        self._parked.update(stamps)
+
+    def unpark(self, stamps: Iterable[int]) -> None:
+        self._parked.difference_update(stamps)
 
     def oldest(self) -> int | None:
         """Stamp of the oldest entry still unsent (the dict keeps opening order), or None."""
-        for _, _, stamp in self._entries.values():
-            return stamp
-        return None
+        first = next(iter(self._entries.values()), None)
+        oldest = None if first is None else first[2]
+        if self._parked:  # at most a batch per sink: min() is cheap
+            parked = min(self._parked)
+            return parked if oldest is None else min(oldest, parked)
+        return oldest
 
 
 def collect_garbage_rarely() -> None:

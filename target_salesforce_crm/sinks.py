@@ -205,13 +205,14 @@ class SalesforceSink(BatchSink):
                     entries.append(entry)
                 else:
                     incomplete.append((entry, problem))
+            stamps: dict[str, int | None] = {}
             for key in keys:
                 del self._pending[key]
-                self._index.release(self.object_type, key)
+                stamps[key] = self._index.release(self.object_type, key)
             for entry, problem in incomplete:
                 self.runtime.rejector.reject(problem, entry.key, entry.records)
             if entries and self.sieve is not None:
-                self.sieve.add(entries)
+                self.sieve.add(entries, stamps)
             elif entries:
                 self.runtime.send(self._chunk(entries), len(self._pending))
         if flush and self.sieve is not None:

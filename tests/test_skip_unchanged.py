@@ -8,6 +8,7 @@ in-process tests of the comparison (campaign memberships, keys, fingerprints).
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
 import urllib.parse
 import urllib.request
@@ -18,6 +19,7 @@ from typing import Any
 import _ledger_scenarios as scenarios
 import pytest
 from _ledger_scenarios import KEYS, field_sets, ledger_config, profiles, send
+from _reliability import LiveRun, message_lines
 from conftest import CREDENTIALS, base_config, run_target, seed_contacts, singer_lines
 
 from target_salesforce_crm.chunks import Chunk, Entry
@@ -130,6 +132,31 @@ def test_a_change_waiting_in_one_streams_sieve_goes_before_a_later_streams(emula
     assert [emulator.get("Contact", i)["LastName"] for i in ids[:5]] == [
         f"Last{n}" for n in range(5)]
     assert send(emulator, tmp_path / "again", original, ledger_url).records == 0
+
+
+def test_no_state_covers_a_change_still_waiting_for_a_full_call(emulator, tmp_path,
+                                                              ledger_url):
+    """Ten changed records wait in the sieve for a full call while thousands of unchanged ones
+    pass (no call at all): no STATE may go out past them until they are sent. Killed then,
+    a re-run from the last STATE still sends them."""
+    ids = seed_contacts(emulator, 4000)
+    original = profiles(ids)
+    send(emulator, tmp_path / "first", original, ledger_url)
+    records = profiles(ids)
+    for n in range(10, 20):
+        records[n]["personalEmail"]["address"] = f"changed{n}@example.org"
+    lines = message_lines(singer_lines("contacts", records, state_every=100))
+    directory = tmp_path / "killed"
+    directory.mkdir()
+    live = LiveRun(ledger_config(emulator, directory, ledger_url, batch_size=50), directory,
+                   lines)
+    live.wait_until(lambda: live.fed >= 3000)
+    live.signal(signal.SIGKILL)
+    assert live.finish() == -signal.SIGKILL
+    assert live.states == [] and emulator.stats()["collections_records"] == 4000
+    resumed = send(emulator, tmp_path / "resumed", records, ledger_url)
+    assert resumed.records == 10
+    assert emulator.get("Contact", ids[10])["Email"] == "changed10@example.org"
 
 
 def test_a_segment_translation_change_resends_the_segment_fields_only(emulator, tmp_path,
