@@ -5,7 +5,8 @@
 
 Not a timed test: it prints figures for benchmarks/RESULTS.md. It reuses run.py's data (the
 same XDM-shaped profiles, cached in ``benchmarks/.work/``) and its emulator process, and runs
-the real CLI (``python -m target_salesforce_crm``) four times on one SQLite ledger:
+the real CLI (``python -m target_salesforce_crm``, ``write_api: collections``) four times on
+one SQLite ledger:
 
 1. baseline: the stream without the ledger (``skip_unchanged`` off), for reference;
 2. first: ``skip_unchanged`` on an empty ledger: everything is sent and recorded;
@@ -70,10 +71,11 @@ def run_once(label: str, emu: bench.EmulatorProcess, input_path: Path, n: int, w
     shutil.rmtree(rundir, ignore_errors=True)
     rundir.mkdir(parents=True)
     config_path = bench.target_config(emu, rundir, concurrency=4)
+    config = json.loads(config_path.read_text())
+    config["write_api"] = "collections"  # calls and bytes of collections; Bulk is run.py's
     if ledger_url:
-        config = json.loads(config_path.read_text())
         config.update(skip_unchanged=True, ledger_url=ledger_url)
-        config_path.write_text(json.dumps(config, indent=2))
+    config_path.write_text(json.dumps(config, indent=2))
     emu.set_latency(0)
     before = emu.stats()
     wall, cpu, rss_kb, code, _ = bench.run_process(

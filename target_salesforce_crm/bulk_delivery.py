@@ -108,6 +108,14 @@ class BulkDelivery:
             return
         self._spool(plan, lane, chunk)
 
+    def spooled(self, object_type: str, keys: list[str]) -> set[str]:
+        """Those of ``keys`` waiting in the object's spool (the sync ledger does not trust
+        their entries until the job's results are read)."""
+        plan = self._plans.get(object_type)
+        if plan is None or plan.spool is None:
+            return set()
+        return plan.spool.keys_in(keys)
+
     def _should_switch(self, lane: Lane, pending: int) -> bool:
         if self.settings.write_api != "auto" or \
                 float(self.settings.api_version) < BULK_MIN_API_VERSION:

@@ -136,8 +136,15 @@ class JobResults:
                               lane.segment_fields)
             members = [(self.entry(spooled), row[0] or spooled.key)
                        for spooled, row in rows if spooled.memberships]
+            failed: set[str] = set()
             if members and campaigns is not None:
-                campaigns.sync(self.chunk(lane, [entry for entry, _ in members]), members)
+                failed = campaigns.sync(self.chunk(lane, [entry for entry, _ in members]),
+                                        members)
+            ledger = self.deliverer.ledger if self.deliverer else None
+            if ledger is not None:  # skip_unchanged: the rows successfulResults confirmed
+                ledger.record_landed(self.plan.object_type, self.plan.external_id_field,
+                                     [self.entry(spooled) for spooled, _ in rows
+                                      if spooled.key not in failed])
 
     def _matched(self, job_id: str, kind: str
                  ) -> Iterable[list[tuple[SpooledEntry, list[str]]]]:

@@ -139,12 +139,12 @@ class Deliverer:
                 )
             locked = []
             landed = []
-            landed_keys: list[str] = []
+            landed_entries: list[Entry] = []
             members: list[tuple[Entry, str]] = []
             for entry, result in zip(entries, results, strict=True):
                 if result.get("success"):
                     landed.append((_body(entry, plan), bool(result.get("created"))))
-                    landed_keys.append(entry.key)
+                    landed_entries.append(entry)
                     memberships = _memberships(entry, plan)
                     if memberships:
                         syncing = entry if memberships is entry.memberships else (
@@ -172,8 +172,13 @@ class Deliverer:
             failed: set[str] = set()
             if members and self.campaigns is not None:
                 failed = self.campaigns.sync(chunk, members)
-            if plan is not None and self.ledger is not None:  # one transaction per call
-                self.ledger.record(plan, [key for key in landed_keys if key not in failed])
+            if self.ledger is not None:  # one transaction per call
+                recorded = [entry for entry in landed_entries if entry.key not in failed]
+                if plan is not None:
+                    self.ledger.record(plan, [entry.key for entry in recorded])
+                else:  # sent whole (the Bulk path's collections calls): all of it landed
+                    self.ledger.record_landed(chunk.object_type, chunk.external_id_field,
+                                              recorded)
             if locked and not backoff.sleep():
                 for entry in locked:
                     self.reject(entry, "UNABLE_TO_LOCK_ROW",

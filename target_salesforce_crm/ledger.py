@@ -208,7 +208,7 @@ class Ledger:
         changes = Changes(org_id, object_type, {}, full)
         looked_up = [key for key in payloads if key not in in_flight] if in_flight else list(
             payloads)
-        stored = {} if full else self._lookup(org_id, object_type, looked_up)
+        stored = {} if full or not looked_up else self._lookup(org_id, object_type, looked_up)
         refreshed = []
         for key, payload in payloads.items():
             record_hash = record_hashes[key]

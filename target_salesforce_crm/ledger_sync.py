@@ -37,9 +37,10 @@ Keys: the 18-character Id (RecordMapper turns every spelling of an Id into it); 
 diffed in the Deliverer once the survivors are known. The moved Id gets no entry, so each run
 costs it one refused write before the redirect (whose write is skipped when unchanged).
 
-Bulk API hook: a Bulk job records the same way: ``diff`` the job's rows in slices of at most
-``ledger.MAX_KEYS_PER_QUERY`` before the upload, ``pack`` them, and ``record(plan, keys)``
-with the keys of the rows in its successfulResults.
+Bulk API 2.0 (``write_api``): the Sieve hands its chunks to the Bulk path's routing like any
+chunk, so unchanged records never reach a job; a changed one is spooled whole (its full payload,
+not just the changed fields) and ``record_landed`` records the rows successfulResults confirms.
+Until then a spooled key counts as in flight for later diffs.
 """
 
 from __future__ import annotations
@@ -152,6 +153,19 @@ class SyncLedger:
         changes = dataclasses.replace(planned[0].changes, payloads=payloads, entries=hashes)
         return LedgerPlan(changes, prefix, {p.entry.key: p.body for p in planned},
                           {p.entry.key: p.memberships for p in planned})
+
+    def record_landed(self, object_type: str, external_id_field: str | None,
+                      entries: list[Entry]) -> None:
+        """Entries Salesforce confirmed that went out whole, without a plan (Bulk rows from
+        successfulResults, the collections calls the Bulk path makes): every field they carried
+        is recorded, in one transaction."""
+        if not entries or self.dry_run:
+            return
+        planned, _ = self.diff(object_type, external_id_field, entries,
+                               in_flight=[entry.key for entry in entries])
+        if planned:
+            self.record(self.pack(external_id_field, planned),
+                        [item.entry.key for item in planned])
 
     def record(self, plan: LedgerPlan, landed_keys: Iterable[str]) -> None:
         """Record the entries Salesforce confirmed (entry keys), in one transaction."""

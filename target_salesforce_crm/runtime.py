@@ -149,11 +149,15 @@ class Runtime:
         if self.ledger is None:
             return None
         return Sieve(self.ledger, source, segment_fields, external_id_field,
-                     self.settings.batch_size, submit=self.submit,
-                     in_flight=self.dispatcher.in_flight, waiting=self._waiting,
+                     self.settings.batch_size, submit=self.send,
+                     in_flight=self._unsettled, waiting=self._waiting,
                      park=self.pending.park, unpark=self.pending.unpark,
                      on_unchanged=lambda count: self.stats.skipped_unchanged(source.stats,
                                                                              count))
+
+    def _unsettled(self, object_type: str, keys: list[str]) -> set[str]:
+        """Keys with a write not yet recorded: in a submitted chunk, or in a Bulk spool."""
+        return self.dispatcher.in_flight(object_type, keys) | self.bulk.spooled(object_type, keys)
 
     def submit(self, chunk: Chunk) -> None:
         """Send a chunk, then any full batch of moved records waiting to be redirected."""

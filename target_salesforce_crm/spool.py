@@ -136,6 +136,19 @@ class Spool:
         header += sum(cell_size(name) for name in new)
         return csv_bytes(rows, columns, content, header)
 
+    def keys_in(self, keys: Collection[str]) -> set[str]:
+        """Those of ``keys`` spooled (for the sync ledger: a write not yet landed)."""
+        found: set[str] = set()
+        if not self.rows or not keys:
+            return found
+        keys = list(keys)
+        for start in range(0, len(keys), 500):
+            part = keys[start:start + 500]
+            found.update(key for (key,) in self._db.execute(
+                f"SELECT key FROM entries WHERE key IN ({','.join('?' * len(part))})",  # noqa: S608
+                part))
+        return found
+
     def get_many(self, keys: Collection[str]) -> dict[str, SpooledEntry]:
         return {entry.key: entry for entry in self._select(keys)}
 

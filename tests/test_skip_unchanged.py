@@ -148,6 +148,28 @@ def test_no_state_covers_a_change_still_waiting_for_a_full_call(emulator, tmp_pa
     assert emulator.get("Contact", ids[10])["Email"] == "changed10@example.org"
 
 
+def test_through_bulk_api_unchanged_records_never_reach_a_job(emulator, tmp_path, ledger_url):
+    """write_api bulk: a job carries the changed records only, and the rows successfulResults
+    confirms are recorded (the same stream again costs no job)."""
+    ids = seed_contacts(emulator, 1000)
+    first = send(emulator, tmp_path / "first", profiles(ids), ledger_url, write_api="bulk")
+    assert first.run.report["streams"]["contacts"]["bulk_records"] == 1000
+    again = send(emulator, tmp_path / "again", profiles(ids), ledger_url, write_api="bulk")
+    stream = again.run.report["streams"]["contacts"]
+    assert (stream["bulk_jobs"], stream["skipped_unchanged"]) == (0, 1000)
+    assert again.api_calls == again.describes == 1
+    records = profiles(ids)
+    for n in range(0, 1000, 100):
+        records[n]["segmentMembership"]["ups"]["seg-loyal"]["status"] = "exited"
+    changed = send(emulator, tmp_path / "changed", records, ledger_url, write_api="bulk")
+    stream = changed.run.report["streams"]["contacts"]
+    assert (stream["bulk_jobs"], stream["bulk_records"]) == (1, 10)
+    assert {emulator.get("Contact", ids[n])["Seg_Loyal__c"] for n in range(0, 1000, 100)} == {
+        "exited"}
+    last = send(emulator, tmp_path / "last", records, ledger_url, write_api="bulk")
+    assert last.run.report["streams"]["contacts"]["skipped_unchanged"] == 1000
+
+
 def test_a_segment_translation_change_resends_the_segment_fields_only(emulator, tmp_path,
                                                                        ledger_url):
     ids = seed_contacts(emulator, 400)
