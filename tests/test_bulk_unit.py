@@ -464,9 +464,10 @@ class Recorder:
     def ready(self, *, flush: bool) -> list[Chunk]:
         return []  # resolving the moves is the redirector's business, tested on its own
 
-    def sync(self, chunk: Chunk, landed: list[tuple[Entry, str]]) -> None:
+    def sync(self, chunk: Chunk, landed: list[tuple[Entry, str]]) -> set[str]:
         self.synced.extend((entry.key, record_id, entry.memberships or {})
                            for entry, record_id in landed)
+        return set()  # no membership failed
 
 
 def test_moved_rows_are_held_for_redirect_and_memberships_synced(tmp_path: Path) -> None:
@@ -477,7 +478,7 @@ def test_moved_rows_are_held_for_redirect_and_memberships_synced(tmp_path: Path)
     bulk = ScriptedBulk(lambda row: verdicts[row["Id"]], echo=lambda cell: cell)
     lane, sent, _, stats = delivery(
         tmp_path, bulk, deliverer=SimpleNamespace(redirector=recorder, campaigns=recorder,
-                                                  ledger=None))
+                                                   ledger=None))
     stream = stats.stream("s", "Contact")
     source = Source("s", "Contact", stream)
     lane.send(chunk_of(stream, [Entry(ids[0], {"id": ids[0]}, [(source, {})],
