@@ -3,7 +3,8 @@
 A stream's chunks (mapped, validated and merged exactly as for collections) go to the
 Dispatcher as before until the stream goes by Bulk: always with ``write_api: bulk``; in
 ``auto`` once it has ``bulk_threshold`` records to write in this run, or earlier when the org's
-remaining daily API allowance could not cover the collections calls its pending records need.
+remaining daily API allowance, after the collections calls its pending records need, could no
+longer pay for a job (while it still can).
 From then on its chunks are spooled on disk (``spool.py``, one spool per object, merged by key
 across streams and across the whole job). When partial chunks go out (idle input, max record
 age), at the end, or when the spool reaches 100 MB of CSV, the spool is run as a job. A spool
@@ -43,6 +44,7 @@ from target_salesforce_crm.salesforce.bulk import (
 )
 from target_salesforce_crm.salesforce.client import SalesforceClient
 from target_salesforce_crm.salesforce.errors import (
+    ApiLimitReached,
     BulkJobAborted,
     BulkJobTimedOut,
     RequestFailed,
@@ -54,6 +56,7 @@ from target_salesforce_crm.stats import RunStats
 LOGGER = logging.getLogger("target-salesforce-crm")
 TYPICAL_POLLS = 3
 JOB_CALLS = 3 + TYPICAL_POLLS + 3  # create, upload, close; polls; the three result sets
+JOB_RESERVE = JOB_CALLS + 1  # and, in auto, the look at the Bulk batch allowance
 
 
 class BulkDelivery:
@@ -130,12 +133,15 @@ class BulkDelivery:
             return False
         remaining = int(usage.max * usage.limit_percent / 100.0) - usage.used
         needed = -(-pending // self.settings.batch_size)
-        # a job costs about JOB_CALLS (and a look at the batch allowance) whatever its size:
-        # worth it only when that much is left; with less, collections land what they can
-        if needed > remaining > JOB_CALLS:
+        # a job costs about JOB_RESERVE calls whatever its size. A sink holds little more than
+        # one chunk, so how much of the stream is still to come is unknown: switch while a
+        # job is affordable, once collections would leave too little for one; with less
+        # left already, collections land what they can
+        if remaining > JOB_RESERVE and remaining - needed <= JOB_RESERVE:
             LOGGER.info("stream %s: %d API calls left within api_usage_limit_percent, %d needed "
-                        "by collections: its records now go through Bulk API 2.0",
-                        lane.source.stream, remaining, needed)
+                        "by collections now, about %d by a Bulk job whatever follows: its "
+                        "records now go through Bulk API 2.0", lane.source.stream, remaining,
+                        needed, JOB_RESERVE)
             return True
         return False
 
@@ -280,7 +286,7 @@ class BulkDelivery:
         """Create, upload and close a job; an Open job is aborted on a stop signal or error.
         A close refused (a lost upload answer replayed: two uploads) starts one new job."""
         for attempt in (1, 2):
-            job = self.bulk.create(plan.object_type, plan.operation, plan.external_id_field)
+            job = self._create(plan, rows)
             LOGGER.info("Bulk job %s: %d %s rows (%s), %.1f MB of CSV", job.id, rows,
                         plan.object_type, plan.operation, path.stat().st_size / 1e6)
             try:
@@ -298,6 +304,19 @@ class BulkDelivery:
                 self._abort_quietly(job)
                 raise
         raise AssertionError("unreachable")
+
+    def _create(self, plan: ObjectPlan, rows: int) -> JobInfo:
+        """A new job; the org refusing it for want of Bulk batches is a daily limit (exit 3)."""
+        try:
+            return self.bulk.create(plan.object_type, plan.operation, plan.external_id_field)
+        except RequestFailed as exc:
+            if exc.error_code != "LIMIT_EXCEEDED":
+                raise
+            raise ApiLimitReached(
+                f"Salesforce refused a Bulk job for {rows} {plan.object_type} records: {exc} "
+                "(write_api=bulk; auto would send them through collections). STATE covers only "
+                "what landed, so a re-run once the allocation recovers resumes from there"
+            ) from None
 
     def _check_stop(self, job: JobInfo, rows: int) -> None:
         if self.stop_requested:

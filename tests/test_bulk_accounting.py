@@ -198,3 +198,66 @@ def test_every_row_is_landed_or_dead_lettered_once(tmp_path: Path) -> None:
         print(f"\n{ROWS:,} records through Bulk with faults: run {took:.1f} s; "
               f"{json.dumps(bulk)}")
 
+
+
+# --------------------------------------------------------------------------- allowances
+
+
+def small_run(emu: Emulator, tmp_path: Path, count: int, **config: Any) -> tuple[list[str], Any]:
+    ids = seed_contacts(emu, count)
+    records = [profile(record_id, n, seg_news="existing") for n, record_id in enumerate(ids)]
+    return ids, run_target(base_config(emu, tmp_path, **config),
+                           singer_lines("contacts", records), tmp_path)
+
+
+def all_landed(emu: Emulator, ids: list[str]) -> bool:
+    return all(emu.get("Contact", i)["LastName"] == f"Last{n}" for n, i in enumerate(ids))
+
+
+def test_auto_goes_by_bulk_when_the_api_allowance_runs_low(tmp_path: Path) -> None:
+    """3,000 records need 15 collections calls; the org has 15 left within
+    api_usage_limit_percent (90 of 100, 75 used), less the describe: well below
+    bulk_threshold, auto switches to Bulk while a job is affordable and completes."""
+    allowance = {"daily_api_limit": 100, "initial_api_usage": 75}
+    (tmp_path / "collections").mkdir()
+    with Emulator(segment_fields=SEGMENT_FIELDS, **allowance) as emu:
+        _, stopped = small_run(emu, tmp_path / "collections", 3000, write_api="collections")
+        assert stopped.returncode == 3  # collections alone run out of allowance
+
+    (tmp_path / "auto").mkdir()
+    with Emulator(segment_fields=SEGMENT_FIELDS, **allowance) as emu:
+        ids, run = small_run(emu, tmp_path / "auto", 3000)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert all_landed(emu, ids)
+        assert run.states == [{"offset": 3000}]
+        stream = run.report["streams"]["contacts"]
+        assert (stream["transport"], stream["bulk_jobs"], stream["updated"]) == ("bulk", 1, 3000)
+        assert 0 < stream["collections_calls"] < 15
+        assert emu.stats()["api_usage"] <= 90
+        assert "API calls left" in run.stderr
+
+
+def test_bulk_stops_clearly_when_no_bulk_batches_are_left(tmp_path: Path) -> None:
+    with Emulator(segment_fields=SEGMENT_FIELDS, bulk_batches_remaining=0) as emu:
+        ids, run = small_run(emu, tmp_path, 300, write_api="bulk")
+        assert run.returncode == 3  # a daily allocation, like the API limit: re-run later
+        assert "Traceback" not in run.stderr
+        assert "DailyBulkApiBatches" in run.stderr and "write_api=bulk" in run.stderr
+        assert run.states == []
+        assert emu.get("Contact", ids[0])["LastName"] == "Old0"
+        assert (run.report["status"], run.report["totals"]["received"]) == ("failed", 300)
+        assert emu.stats()["bulk"]["jobs_created"] == 0
+
+
+def test_bulk_sends_the_rest_through_collections_when_batches_run_out_mid_job(
+        tmp_path: Path) -> None:
+    with Emulator(segment_fields=SEGMENT_FIELDS, bulk_batches_remaining=1) as emu:
+        ids, run = small_run(emu, tmp_path, 10_400, write_api="bulk")
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert all_landed(emu, ids)
+        bulk = emu.stats()["bulk"]
+        assert (bulk["jobs_failed"], bulk["rows_processed"], bulk["rows_unprocessed"]) == (
+            1, 10_000, 400)
+        stream = run.report["streams"]["contacts"]
+        assert (stream["updated"], stream["collections_calls"]) == (10_400, 2)
+        assert "DailyBulkApiBatches" in run.stderr
