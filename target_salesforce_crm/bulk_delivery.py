@@ -78,6 +78,7 @@ class BulkDelivery:
         self._plans: dict[str, ObjectPlan] = {}
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
         self._jobs = 0
+        self._looked_for_earlier_jobs: set[str] = set()
 
     # ------------------------------------------------------------------ routing
 
@@ -255,12 +256,18 @@ class BulkDelivery:
             for spooled in spool.take(streams):
                 lane = self._lanes[spooled.stream]
                 self.stats.would_send(lane.source.stats, spooled.payload, lane.segment_fields)
-            self.stats.bulk_job(stats, calls=JOB_CALLS, batches=batches_for(rows), records=rows)
+            first = plan.object_type not in self._looked_for_earlier_jobs
+            self._looked_for_earlier_jobs.add(plan.object_type)
+            self.stats.bulk_job(stats, calls=JOB_CALLS + first, batches=batches_for(rows),
+                                records=rows)
             return
         self._jobs += 1
         path = Path(self._dir()) / f"job-{self._jobs}.csv"
         spool.write_csv(path, streams)
         calls_before = self.client.counts.bulk
+        if plan.object_type not in self._looked_for_earlier_jobs:
+            self._looked_for_earlier_jobs.add(plan.object_type)
+            self._wait_for_earlier_jobs(plan)
         try:
             job = self._submit(plan, path, rows)
         finally:
@@ -281,6 +288,21 @@ class BulkDelivery:
         self._account(plan, streams, info, resend=True)
         self.stats.bulk_job(stats, calls=self.client.counts.bulk - calls_before,
                             batches=batches_for(info.processed), records=rows)
+
+    def _wait_for_earlier_jobs(self, plan: ObjectPlan) -> None:
+        """A job that a killed run left processing still writes that run's (older) values of
+        the same records: this run's job waits for it, so they cannot land after ours. (Its
+        rows are sent again here: no STATE covered them.) One call, before the first job."""
+        for job_id in self.bulk.processing(plan.object_type):
+            LOGGER.warning("Bulk job %s on %s, left by an earlier run, is still being "
+                           "processed: waiting for it to end before this run's job",
+                           job_id, plan.object_type)
+            try:
+                self.bulk.wait(job_id, self.settings.bulk_job_timeout_s)
+            except BulkJobTimedOut as exc:
+                raise BulkJobTimedOut(f"{exc}; it was left by an earlier run, and this run "
+                                      "stopped before sending anything after it (re-run once it "
+                                      "has ended)") from None
 
     def _submit(self, plan: ObjectPlan, path: Path, rows: int) -> JobInfo:
         """Create, upload and close a job; an Open job is aborted on a stop signal or error.

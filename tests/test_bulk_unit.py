@@ -280,6 +280,9 @@ class ScriptedBulk:
         self.rows: list[list[str]] = []
         self.upload_sizes: list[int] = []
 
+    def processing(self, object_type: str) -> list[str]:
+        return []
+
     def create(self, object_type: str, operation: str, external_id_field: str | None) -> JobInfo:
         return JobInfo("750A", "Open")
 
