@@ -479,7 +479,8 @@ def test_moved_rows_are_held_for_redirect_and_memberships_synced(tmp_path: Path)
     recorder = Recorder()
     bulk = ScriptedBulk(lambda row: verdicts[row["Id"]], echo=lambda cell: cell)
     lane, sent, _, stats = delivery(
-        tmp_path, bulk, deliverer=SimpleNamespace(redirector=recorder, campaigns=recorder))
+        tmp_path, bulk, deliverer=SimpleNamespace(redirector=recorder, campaigns=recorder,
+                                                  ledger=None))
     stream = stats.stream("s", "Contact")
     source = Source("s", "Contact", stream)
     lane.send(chunk_of(stream, [Entry(ids[0], {"id": ids[0]}, [(source, {})],
