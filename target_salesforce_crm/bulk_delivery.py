@@ -3,7 +3,8 @@
 A stream's chunks (mapped, validated and merged exactly as for collections) go to the
 Dispatcher as before until the stream goes by Bulk: always with ``write_api: bulk``; in
 ``auto`` once it has ``bulk_threshold`` records to write in this run, or earlier when the org's
-remaining daily API allowance could not cover the collections calls its pending records need.
+remaining daily API allowance, after the collections calls its pending records need, could no
+longer pay for a job (while it still can).
 From then on its chunks are spooled on disk (``spool.py``, one spool per object, merged by key
 across streams and across the whole job). When partial chunks go out (idle input, max record
 age), at the end, or when the spool reaches 100 MB of CSV, the spool is run as a job. A spool
@@ -43,6 +44,7 @@ from target_salesforce_crm.salesforce.bulk import (
 )
 from target_salesforce_crm.salesforce.client import SalesforceClient
 from target_salesforce_crm.salesforce.errors import (
+    ApiLimitReached,
     BulkJobAborted,
     BulkJobTimedOut,
     RequestFailed,
@@ -54,6 +56,7 @@ from target_salesforce_crm.stats import RunStats
 LOGGER = logging.getLogger("target-salesforce-crm")
 TYPICAL_POLLS = 3
 JOB_CALLS = 3 + TYPICAL_POLLS + 3  # create, upload, close; polls; the three result sets
+JOB_RESERVE = JOB_CALLS + 1  # and, in auto, the look at the Bulk batch allowance
 
 
 class BulkDelivery:
@@ -75,6 +78,7 @@ class BulkDelivery:
         self._plans: dict[str, ObjectPlan] = {}
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
         self._jobs = 0
+        self._looked_for_earlier_jobs: set[str] = set()
 
     # ------------------------------------------------------------------ routing
 
@@ -130,12 +134,15 @@ class BulkDelivery:
             return False
         remaining = int(usage.max * usage.limit_percent / 100.0) - usage.used
         needed = -(-pending // self.settings.batch_size)
-        # a job costs about JOB_CALLS (and a look at the batch allowance) whatever its size:
-        # worth it only when that much is left; with less, collections land what they can
-        if needed > remaining > JOB_CALLS:
+        # a job costs about JOB_RESERVE calls whatever its size. A sink holds little more than
+        # one chunk, so how much of the stream is still to come is unknown: switch while a
+        # job is affordable, once collections would leave too little for one; with less
+        # left already, collections land what they can
+        if remaining > JOB_RESERVE and remaining - needed <= JOB_RESERVE:
             LOGGER.info("stream %s: %d API calls left within api_usage_limit_percent, %d needed "
-                        "by collections: its records now go through Bulk API 2.0",
-                        lane.source.stream, remaining, needed)
+                        "by collections now, about %d by a Bulk job whatever follows: its "
+                        "records now go through Bulk API 2.0", lane.source.stream, remaining,
+                        needed, JOB_RESERVE)
             return True
         return False
 
@@ -249,12 +256,18 @@ class BulkDelivery:
             for spooled in spool.take(streams):
                 lane = self._lanes[spooled.stream]
                 self.stats.would_send(lane.source.stats, spooled.payload, lane.segment_fields)
-            self.stats.bulk_job(stats, calls=JOB_CALLS, batches=batches_for(rows), records=rows)
+            first = plan.object_type not in self._looked_for_earlier_jobs
+            self._looked_for_earlier_jobs.add(plan.object_type)
+            self.stats.bulk_job(stats, calls=JOB_CALLS + first, batches=batches_for(rows),
+                                records=rows)
             return
         self._jobs += 1
         path = Path(self._dir()) / f"job-{self._jobs}.csv"
         spool.write_csv(path, streams)
         calls_before = self.client.counts.bulk
+        if plan.object_type not in self._looked_for_earlier_jobs:
+            self._looked_for_earlier_jobs.add(plan.object_type)
+            self._wait_for_earlier_jobs(plan)
         try:
             job = self._submit(plan, path, rows)
         finally:
@@ -276,11 +289,26 @@ class BulkDelivery:
         self.stats.bulk_job(stats, calls=self.client.counts.bulk - calls_before,
                             batches=batches_for(info.processed), records=rows)
 
+    def _wait_for_earlier_jobs(self, plan: ObjectPlan) -> None:
+        """A job that a killed run left processing still writes that run's (older) values of
+        the same records: this run's job waits for it, so they cannot land after ours. (Its
+        rows are sent again here: no STATE covered them.) One call, before the first job."""
+        for job_id in self.bulk.processing(plan.object_type):
+            LOGGER.warning("Bulk job %s on %s, left by an earlier run, is still being "
+                           "processed: waiting for it to end before this run's job",
+                           job_id, plan.object_type)
+            try:
+                self.bulk.wait(job_id, self.settings.bulk_job_timeout_s)
+            except BulkJobTimedOut as exc:
+                raise BulkJobTimedOut(f"{exc}; it was left by an earlier run, and this run "
+                                      "stopped before sending anything after it (re-run once it "
+                                      "has ended)") from None
+
     def _submit(self, plan: ObjectPlan, path: Path, rows: int) -> JobInfo:
         """Create, upload and close a job; an Open job is aborted on a stop signal or error.
         A close refused (a lost upload answer replayed: two uploads) starts one new job."""
         for attempt in (1, 2):
-            job = self.bulk.create(plan.object_type, plan.operation, plan.external_id_field)
+            job = self._create(plan, rows)
             LOGGER.info("Bulk job %s: %d %s rows (%s), %.1f MB of CSV", job.id, rows,
                         plan.object_type, plan.operation, path.stat().st_size / 1e6)
             try:
@@ -298,6 +326,19 @@ class BulkDelivery:
                 self._abort_quietly(job)
                 raise
         raise AssertionError("unreachable")
+
+    def _create(self, plan: ObjectPlan, rows: int) -> JobInfo:
+        """A new job; the org refusing it for want of Bulk batches is a daily limit (exit 3)."""
+        try:
+            return self.bulk.create(plan.object_type, plan.operation, plan.external_id_field)
+        except RequestFailed as exc:
+            if exc.error_code != "LIMIT_EXCEEDED":
+                raise
+            raise ApiLimitReached(
+                f"Salesforce refused a Bulk job for {rows} {plan.object_type} records: {exc} "
+                "(write_api=bulk; auto would send them through collections). STATE covers only "
+                "what landed, so a re-run once the allocation recovers resumes from there"
+            ) from None
 
     def _check_stop(self, job: JobInfo, rows: int) -> None:
         if self.stop_requested:

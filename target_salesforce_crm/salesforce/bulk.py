@@ -28,6 +28,8 @@ MAX_UPLOAD_BYTES = 100 * 1024 * 1024  # "upload data that does not exceed 100 MB
 MAX_RECORD_CHARS = 400_000  # per record in a Bulk job (contract §7.6)
 ROWS_PER_BATCH = 10_000  # Salesforce charges about one DailyBulkApiBatches per 10,000 rows
 TERMINAL_STATES = frozenset({"JobComplete", "Failed", "Aborted"})
+PROCESSING_STATES = frozenset({"UploadComplete", "InProgress"})
+MAX_LIST_PAGES = 10  # of the org's job list, looked through for jobs still processing
 FIRST_POLL_S = 1.0
 POLL_GROWTH = 1.5
 MAX_POLL_S = 30.0
@@ -129,6 +131,28 @@ class BulkIngest:
         self.client.call_raw("GET", f"jobs/ingest/{job_id}/{kind}/", accept=CSV_TYPE,
                              kind="bulk", into=into)
         return read_csv_file(into)
+
+    def processing(self, object_type: str) -> list[str]:
+        """Ids of the integration user's ingest jobs on ``object_type`` that the org is still
+        processing (``GET jobs/ingest``, one call per page of the list)."""
+        identity = self.client.tokens.identity_url or ""
+        user = identity.rstrip("/").rsplit("/", 1)[-1][:15] if "/005" in identity else None
+        found: list[str] = []
+        path = "jobs/ingest"
+        for _ in range(MAX_LIST_PAGES):
+            answer = self.client.call("GET", path, kind="bulk")
+            if not isinstance(answer, dict):
+                break
+            for job in answer.get("records") or ():
+                if isinstance(job, dict) and job.get("state") in PROCESSING_STATES \
+                        and str(job.get("object", "")).lower() == object_type.lower() \
+                        and (user is None or str(job.get("createdById", ""))[:15] == user):
+                    found.append(str(job["id"]))
+            next_page = answer.get("nextRecordsUrl")
+            if answer.get("done", True) or not isinstance(next_page, str) or not next_page:
+                break
+            path = next_page
+        return found
 
     def remaining_batches(self) -> int | None:
         """``DailyBulkApiBatches.Remaining`` from ``GET /limits/``, or None if not reported."""
