@@ -280,6 +280,9 @@ class ScriptedBulk:
         self.rows: list[list[str]] = []
         self.upload_sizes: list[int] = []
 
+    def processing(self, object_type: str) -> list[str]:
+        return []
+
     def create(self, object_type: str, operation: str, external_id_field: str | None) -> JobInfo:
         return JobInfo("750A", "Open")
 
@@ -422,7 +425,7 @@ def test_auto_goes_by_bulk_when_the_api_allowance_cannot_cover_collections(tmp_p
                   waiting=30)  # 32 entries pending: 16 calls of 2
         lane.dispatcher.wait_idle()
 
-    send(ids[:2], used=30)  # 20 calls left: collections can do it
+    send(ids[:2], used=20)  # 30 calls left: collections can do it and still pay for a job
     assert (len(sent), only.bulk) == (1, False)
     send(ids[2:4], used=45)  # 5 left: too few even for a job, collections land what they can
     assert (len(sent), only.bulk) == (2, False)
@@ -478,7 +481,7 @@ def test_moved_rows_are_held_for_redirect_and_memberships_synced(tmp_path: Path)
     bulk = ScriptedBulk(lambda row: verdicts[row["Id"]], echo=lambda cell: cell)
     lane, sent, _, stats = delivery(
         tmp_path, bulk, deliverer=SimpleNamespace(redirector=recorder, campaigns=recorder,
-                                                   ledger=None))
+                                                  ledger=None))
     stream = stats.stream("s", "Contact")
     source = Source("s", "Contact", stream)
     lane.send(chunk_of(stream, [Entry(ids[0], {"id": ids[0]}, [(source, {})],
