@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -322,11 +323,15 @@ def test_a_refused_postgresql_password_is_a_config_error(
 
 WRITER = textwrap.dedent(
     """
-    import json, sys, time
+    import json, pathlib, sys, time
     from target_salesforce_crm.ledger import Ledger
     url, field, count, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    gate = pathlib.Path(sys.argv[5])
     fingerprints = {field: "fp-" + field}
     ledger = Ledger.open(url, on_warning=lambda _m: None)
+    (gate.parent / ("ready-" + field)).touch()
+    while not gate.exists():  # both start writing together, however loaded the machine
+        time.sleep(0.01)
     started = time.time()
     for first in range(0, count, batch):
         payloads = {f"key{n:06d}": {field: f"{field}{n}"} for n in range(first, first + batch)}
@@ -338,15 +343,22 @@ WRITER = textwrap.dedent(
 )
 
 
-def test_two_processes_write_one_ledger_at_once(ledger_url: str) -> None:
+def test_two_processes_write_one_ledger_at_once(ledger_url: str, tmp_path: Path) -> None:
     count, batch = 3_000, 25
     Ledger.open(ledger_url, on_warning=lambda _m: None).close()  # both find the tables
+    gate = tmp_path / "go"
     writers = [
-        subprocess.Popen([sys.executable, "-c", WRITER, ledger_url, field, str(count), str(batch)],
+        subprocess.Popen([sys.executable, "-c", WRITER, ledger_url, field, str(count), str(batch),
+                          str(gate)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          env={**os.environ, "PYTHONWARNINGS": "error"})
         for field in ("Alpha__c", "Beta__c")
     ]
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / f"ready-{f}").exists() for f in ("Alpha__c", "Beta__c")):
+        assert time.monotonic() < deadline, "the writers did not open the ledger"
+        time.sleep(0.01)
+    gate.touch()
     spans = []
     for writer in writers:
         out, err = writer.communicate(timeout=300)
