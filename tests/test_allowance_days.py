@@ -51,8 +51,10 @@ def test_a_backlog_drains_over_days_each_record_sent_at_most_twice(tmp_path):
             sent_before = emu.stats()["collections_records"]
             directory = tmp_path / f"day{len(days) + 1}"
             directory.mkdir()
+            # collections only: with write_api auto a small allowance sends the rest through
+            # Bulk API 2.0 (tests/test_bulk_accounting.py); this tests the STATE rule
             config = base_config(emu, directory, batch_size=BATCH, max_concurrency=2,
-                                 api_usage_limit_percent=100)
+                                 api_usage_limit_percent=100, write_api="collections")
             run = run_target(config, _tap_output(records, offset), directory)
             days.append((offset, emu.stats()["collections_records"] - sent_before,
                          run.returncode))
