@@ -157,10 +157,12 @@ class TargetSalesforceCRM(Target):
         STATE."""
         self._next_tick = now + self._tick_seconds
         if now - self._last_record >= IDLE_FLUSH_SECONDS or now >= self._next_partial_flush:
-            self._next_partial_flush = now + 60 * self._MAX_RECORD_AGE_IN_MINUTES
             self._flush_sinks()
             for redirect in self.runtime.redirector.ready(flush=True):  # moved records too
                 self.runtime.dispatcher.submit(redirect)
+            # counted from the end: a flush that ran a Bulk job for minutes is not followed
+            # at once by another (a job of the few records read since)
+            self._next_partial_flush = time.monotonic() + 60 * self._MAX_RECORD_AGE_IN_MINUTES
         self._emit_safe_state()
 
     def _handle_max_record_age(self) -> None:

@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from _reliability import LiveRun, message_lines
 from conftest import (
+    CREDENTIALS,
     SEGMENT_FIELDS,
     SEGMENTS,
     base_config,
@@ -133,6 +135,15 @@ def expected_org(records: list[dict], good: dict[int, str]) -> dict[str, dict]:
         if "score" in record:
             values["Loyalty_Score__c"] = float(record["score"])
     return expected
+
+
+def access_token(emu: Emulator) -> str:
+    answer = requests.post(f"{emu.url}/services/oauth2/token", timeout=10, data={
+        "grant_type": "password", "client_id": CREDENTIALS["client_id"],
+        "client_secret": CREDENTIALS["client_secret"], "username": CREDENTIALS["username"],
+        "password": CREDENTIALS["password"] + CREDENTIALS["security_token"]})
+    answer.raise_for_status()
+    return str(answer.json()["access_token"])
 
 
 def delete_records(emu: Emulator, ids: list[str]) -> None:
@@ -261,3 +272,25 @@ def test_bulk_sends_the_rest_through_collections_when_batches_run_out_mid_job(
         stream = run.report["streams"]["contacts"]
         assert (stream["updated"], stream["collections_calls"]) == (10_400, 2)
         assert "DailyBulkApiBatches" in run.stderr
+
+
+# --------------------------------------------------------------------------- what jobs carry
+
+
+def test_a_long_job_is_not_followed_at_once_by_a_job_of_a_few_records(tmp_path: Path) -> None:
+    """Partial chunks (and so the spool) go out once per max record age; a job that took
+    longer than that must not make the next check fire at once, with the few records read
+    since the job ended: each such job costs as many API calls as a large one."""
+    with Emulator(segment_fields=SEGMENT_FIELDS, bulk_rows_per_second=400) as emu:
+        ids = seed_contacts(emu, 3000)
+        records = [profile(record_id, n) for n, record_id in enumerate(ids)]
+        lines = message_lines(singer_lines("contacts", records, state_every=100))
+        live = LiveRun(base_config(emu, tmp_path, write_api="bulk"), tmp_path, lines,
+                       lines_per_tick=40, tick_seconds=0.04, max_record_age_minutes=0.02)
+        assert live.finish(timeout=180) == 0, live.stderr[-3000:]
+        assert all_landed(emu, ids)
+        jobs = requests.get(f"{emu.url}/services/data/v63.0/jobs/ingest", timeout=10,
+                            headers={"Authorization": f"Bearer {access_token(emu)}"}).json()
+        sizes = [job["numberRecordsProcessed"] for job in jobs["records"]]
+        assert sum(sizes) == 3000 and len(sizes) >= 2
+        assert min(sizes[:-1]) >= 200, sizes  # 1.2 s of input at least, but the last
