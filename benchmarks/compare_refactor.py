@@ -4,9 +4,11 @@
     python benchmarks/compare_refactor.py --old ../old --records 100000 --repeat 5
 
 ``--old`` is a worktree of the pre-restructure commit (``git worktree add ../old 2ea8ff6``)
-with its own test venv (``bash scripts/test.sh --co -q`` there builds ``.venv-test``). Each
-tree's target runs with its own venv's python (``python -m target_salesforce_crm``, an
-editable install of that tree), so each runs its own code; everything else is shared:
+with its own test venv (``bash scripts/test.sh --co -q`` there builds ``.venv-test``);
+``--also NAME=PATH`` adds more trees the same way (e.g. ``moved=../moved`` at the
+restructure commit itself, to tell the move from later features). Each tree's target runs
+with its own venv's python (``python -m target_salesforce_crm``, an editable install of
+that tree), so each runs its own code; everything else is shared:
 
 * the same generated input and Contact seed (``run.generate``: XDM profiles, 3 text-area
   segments), the same config (0 ms emulated latency, ``max_concurrency`` 4, validation on);
@@ -16,9 +18,10 @@ editable install of that tree), so each runs its own code; everything else is sh
   validator, the stricter of run.py's two baselines) on the same input.
 
 The machine is shared and noisy, so the runs are interleaved: every repeat runs the no-op
-sink, then both targets, alternating which tree goes first (old/new, new/old, ...), so a
-slow drift of the machine lands on both. A target's ratio is its CPU over the no-op sink's
-CPU of the same repeat; the table gives each repeat and the median and spread per tree.
+sink, then every tree's target, the order rotating by one tree each repeat (old/new,
+new/old, ...), so a slow drift of the machine lands on all of them. A target's ratio is its
+CPU over the no-op sink's CPU of the same repeat; the table gives each repeat and the median
+and spread per tree.
 CPU is user+sys of the target process (``os.wait4`` rusage), start-up included.
 """
 
@@ -57,19 +60,47 @@ class Tree:
         return self.root / ".venv-test" / "bin" / "python"
 
 
-def run_tree(tree: Tree, dataset: bench.Dataset, workdir: Path, rep: int) -> bench.Result:
-    """One target run of ``tree`` against a fresh emulator; run.run_target's checks apply."""
+@dataclass
+class Measured:
+    """A full run and the start-up run (schema only, no records) made just before it."""
+
+    full: bench.Result
+    startup: bench.Result
+
+    def ratio(self, noop: Measured) -> float:
+        """CPU of the whole run over the no-op sink's, start-up included in both."""
+        return self.full.cpu / noop.full.cpu
+
+    def net_ratio(self, noop: Measured) -> float:
+        """CPU per record once started: (full - start-up) over the no-op sink's same."""
+        return (self.full.cpu - self.startup.cpu) / (noop.full.cpu - noop.startup.cpu)
+
+
+def run_tree(tree: Tree, dataset: bench.Dataset, schema_only: Path, workdir: Path,
+             rep: int) -> Measured:
+    """Start-up, then the full run, of ``tree`` against one fresh emulator; run.run_target's
+    checks apply."""
     emu = bench.EmulatorProcess(dataset, workdir)
     own_python = bench.PYTHON
+    tag = f"_{tree.name}_r{rep + 1}"
     try:
         bench.PYTHON = str(tree.python)  # run_target starts `PYTHON -m target_salesforce_crm`
-        result = bench.run_target(emu, dataset.input_path, dataset.n, LATENCY_MS, CONCURRENCY,
-                                  workdir, tag=f"_{tree.name}_r{rep + 1}")
+        startup = bench.run_target(emu, schema_only, 0, LATENCY_MS, CONCURRENCY, workdir,
+                                   kind="startup", tag=tag)
+        full = bench.run_target(emu, dataset.input_path, dataset.n, LATENCY_MS, CONCURRENCY,
+                                workdir, tag=tag)
     finally:
         bench.PYTHON = own_python
         emu.stop()
-    result.label = f"{tree.name} target #{rep + 1}"
-    return result
+    full.label = f"{tree.name} target #{rep + 1}"
+    return Measured(full, startup)
+
+
+def run_noop(dataset: bench.Dataset, schema_only: Path, workdir: Path, rep: int) -> Measured:
+    startup = bench.run_noop(bench.Dataset(0, schema_only, dataset.seed_path), "fast", workdir)
+    full = bench.run_noop(dataset, "fast", workdir)
+    full.label = f"no-op sink (fast validator) #{rep + 1}"
+    return Measured(full, startup)
 
 
 def summarize(label: str, values: list[float], spec: str) -> str:
@@ -84,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="worktree of the pre-restructure commit, with .venv-test built")
     parser.add_argument("--new", type=Path, default=ROOT,
                         help="the restructured tree (default: this one)")
+    parser.add_argument("--also", action="append", default=[], metavar="NAME=PATH",
+                        help="another tree to measure between old and new (repeatable)")
     parser.add_argument("--records", type=int, default=50_000, metavar="N")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-wait", action="store_true",
@@ -91,7 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=HERE / ".work")
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    trees = [Tree("old", args.old.resolve()), Tree("new", args.new.resolve())]
+    trees = [Tree("old", args.old.resolve()),
+             *(Tree(name, Path(path).resolve())
+               for name, _, path in (spec.partition("=") for spec in args.also)),
+             Tree("new", args.new.resolve())]
     for tree in trees:
         if not tree.python.exists():
             parser.error(f"{tree.python} missing: run `bash scripts/test.sh --co -q` in "
@@ -112,44 +148,58 @@ def main(argv: list[str] | None = None) -> int:
                                  cwd=workdir).stdout.strip()
         print(f"{tree.name}: {tree.root} at {commit}; {tree.python} imports {package}")
     print(f"N = {args.records:,}; {LATENCY_MS} ms latency, max_concurrency {CONCURRENCY}, "
-          f"validation on; {args.repeat} repeats of (no-op sink, old, new), the order of "
-          "old/new alternating")
+          f"validation on; {args.repeat} repeats of (no-op sink, "
+          f"{', '.join(tree.name for tree in trees)}), the order of the trees rotating")
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print()
 
     dataset = bench.generate(args.records, workdir)
-    noops: list[bench.Result] = []
-    targets: dict[str, list[bench.Result]] = {tree.name: [] for tree in trees}
-    rows: list[tuple[bench.Result, float | None]] = []
+    schema_only = bench.schema_only_input(workdir)
+    noops: list[Measured] = []
+    targets: dict[str, list[Measured]] = {tree.name: [] for tree in trees}
+    rows: list[tuple[Measured, Measured]] = []
     for rep in range(args.repeat):
-        noop = bench.run_noop(dataset, "fast", workdir)
-        noop.label = f"no-op sink (fast validator) #{rep + 1}"
+        noop = run_noop(dataset, schema_only, workdir, rep)
         noops.append(noop)
-        rows.append((noop, 1.0))
-        for tree in (trees if rep % 2 == 0 else trees[::-1]):
-            result = run_tree(tree, dataset, workdir, rep)
-            targets[tree.name].append(result)
-            rows.append((result, result.cpu / noop.cpu if noop.cpu else None))
+        rows.append((noop, noop))
+        shift = rep % len(trees)
+        for tree in trees[shift:] + trees[:shift]:
+            measured = run_tree(tree, dataset, schema_only, workdir, rep)
+            targets[tree.name].append(measured)
+            rows.append((measured, noop))
 
     header = (f"{'run':<32} {'wall s':>7} {'rec/s':>8} {'CPU s/100k':>10} {'x no-op':>8} "
-              f"{'calls/1k':>8} {'RSS MB':>7} {'other':>6}")
+              f"{'start CPU s':>11} {'net x no-op':>11} {'calls/1k':>8} {'RSS MB':>7} "
+              f"{'other':>6}")
     print(header)
     print("-" * len(header))
-    for result, ratio in rows:
+    for measured, noop in rows:
+        result = measured.full
         calls = 1000 * result.api_calls_total / result.n if result.api else None
         print(f"{result.label:<32} {result.wall:7.1f} {result.rate:8,.0f} "
-              f"{result.cpu_per_100k:10.2f} {bench.fmt(ratio, '.2f', 8)} "
+              f"{result.cpu_per_100k:10.2f} {measured.ratio(noop):8.2f} "
+              f"{measured.startup.cpu:11.2f} {measured.net_ratio(noop):11.2f} "
               f"{bench.fmt(calls, '.3f', 8)} {result.rss_kb / 1024:7.1f} "
               f"{result.other_cpu / result.wall if result.wall else 0:6.2f}"
-              + ("  !! " + "; ".join(result.problems) if result.problems else ""))
+              + ("  !! " + "; ".join(result.problems + measured.startup.problems)
+                 if result.problems or measured.startup.problems else ""))
     print()
-    print("calls/1k = (collections + token + describe calls) per 1,000 records; other = cores "
-          "used by other processes during the run")
+    print("x no-op = CPU of the run over the no-op sink's of the same repeat (start-up included "
+          "in both); start CPU s = CPU of the same program on a schema-only input (imports, "
+          "token, describe);")
+    print("net x no-op = (CPU - start CPU) over the no-op sink's same: CPU per record once "
+          "started; calls/1k = (collections + token + describe calls) per 1,000 records;")
+    print("other = cores used by other processes during the run")
     print()
     ratios: dict[str, list[float]] = {}
-    for name, results in targets.items():
-        ratios[name] = [r.cpu / noop.cpu for r, noop in zip(results, noops, strict=True)]
+    for name, measured in targets.items():
+        results = [m.full for m in measured]
+        ratios[name] = [m.ratio(noop) for m, noop in zip(measured, noops, strict=True)]
         print(summarize(f"{name}: CPU / no-op sink", ratios[name], ".2f") + "x")
+        print("  " + summarize("net of start-up, CPU / no-op sink",
+                               [m.net_ratio(noop) for m, noop in zip(measured, noops,
+                                                                     strict=True)], ".2f"))
+        print("  " + summarize("start-up CPU s", [m.startup.cpu for m in measured], ".2f"))
         print("  " + summarize("CPU s/100k", [r.cpu_per_100k for r in results], ".2f"))
         print("  " + summarize("records/s", [r.rate for r in results], ",.0f"))
         print("  " + summarize("API calls/1k records",
@@ -157,11 +207,15 @@ def main(argv: list[str] | None = None) -> int:
         print("  API calls per run: " + ", ".join(
             f"collections {r.api['collections']} + token {r.api['token']} + describe "
             f"{r.api['describe']}" for r in results[:1]))
-    print(summarize("no-op sink CPU s/100k", [r.cpu_per_100k for r in noops], ".2f"))
-    paired = [new / old for old, new in zip(ratios["old"], ratios["new"], strict=True)]
-    print(summarize("new / old CPU, paired by repeat", paired, ".3f"))
+    print(summarize("no-op sink CPU s/100k", [m.full.cpu_per_100k for m in noops], ".2f"))
+    print(summarize("no-op sink start-up CPU s", [m.startup.cpu for m in noops], ".2f"))
+    for tree in trees[1:]:
+        paired = [later / old for old, later in zip(ratios["old"], ratios[tree.name],
+                                                    strict=True)]
+        print(summarize(f"{tree.name} / old CPU ratio, paired by repeat", paired, ".3f"))
     old_median, new_median = statistics.median(ratios["old"]), statistics.median(ratios["new"])
-    failures = [r for results in targets.values() for r in results if r.problems]
+    failures = [r for measured in targets.values() for m in measured
+                for r in (m.full, m.startup) if r.problems]
     verdict = "no worse" if new_median <= old_median * 1.05 else "WORSE"
     print()
     print(f"CPU ratio to the no-op sink (median of {args.repeat}): old {old_median:.2f}x, "
