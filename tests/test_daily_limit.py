@@ -164,8 +164,10 @@ def test_api_usage_limit_percent_stops_before_passing_its_share(tmp_path):
         ids = seed_contacts(emu, 3000)
         records = [profile(i, n, seg_news="realized") for n, i in enumerate(ids)]
         # one call at a time: the exact boundary (concurrent calls: see the ApiUsage test below)
+        # collections only: this is the collections rule (auto's switch to Bulk on a small
+        # allowance is tested in tests/test_bulk_accounting.py)
         config = base_config(emu, tmp_path, batch_size=50, max_concurrency=1,
-                             api_usage_limit_percent=50)
+                             api_usage_limit_percent=50, write_api="collections")
         run = run_target(config, singer_lines("contacts", records), tmp_path)
         stats = emu.stats()
 
