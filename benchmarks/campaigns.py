@@ -24,6 +24,9 @@ What it does
    * ``campaign bulk``: the same with ``write_api: bulk`` (Contacts through Bulk API 2.0 jobs;
      memberships synced per batch of 500 result rows). Every other model pins
      ``write_api: collections`` (``auto`` would switch to Bulk past 10,000 records);
+   * ``campaign ledger``: the same with ``skip_unchanged`` (a SQLite sync ledger kept from the
+     first run to the re-run): memberships are compared as pseudo-fields, and changed records
+     are packed into full chunks of 200 across the input;
    * ``text_area x10``: the same 10 segments in 10 Text Area fields;
    * ``text_area x3``: only 3 of the 10 segments mapped, to 3 Text Area fields (run.py's shape).
 3. Reads the split of API calls from the run report (``streams.*.collections_calls`` plus
@@ -75,7 +78,7 @@ STATUSES = bench.STATUSES
 SEGMENT_IDS = [f"c0ffee{n:02d}-5e6d-4c7b-8a9f-{n:012d}" for n in range(1, 11)]
 CAMPAIGNS = {seg: f"Bench Campaign {n:02d}" for n, seg in enumerate(SEGMENT_IDS, 1)}
 BULK_RESULT_BATCH = 500  # bulk_results._MATCH_BATCH: result rows matched and synced together
-MODELS = ("campaign", "campaign bulk", "text_area x10", "text_area x3")
+MODELS = ("campaign", "campaign bulk", "campaign ledger", "text_area x10", "text_area x3")
 TEXT_FIELDS = {seg: f"Seg_Bench_{n:02d}__c" for n, seg in enumerate(SEGMENT_IDS, 1)}
 
 
@@ -172,9 +175,12 @@ class Expected:
     def ceil(count: int) -> int:
         return -(-count // CHUNK)
 
-    def writes_at_best(self, phase: str, group: int) -> int:
-        """Writes when each group of ``group`` people writes its own members, 200 per call."""
+    def writes_at_best(self, phase: str, group: int, changed_only: bool = False) -> int:
+        """Writes when each group of ``group`` people writes its own members, 200 per call;
+        ``changed_only``: the groups are of changed people only (the ledger packs them)."""
         values = self.members_by_profile if phase == "first" else self.changed_by_profile
+        if changed_only and phase != "first":
+            values = [count for count in values if count]
         return sum(self.ceil(count) for count in self.groups(values, group))
 
 
@@ -239,6 +245,7 @@ class Run:
     token: int = 0
     bulk: int = 0
     bulk_jobs: int = 0
+    skipped: int = 0
     emulator_api_calls: int = 0
     emulator_collections: int = 0
     members: dict[str, int] = field(default_factory=dict)
@@ -252,7 +259,7 @@ class Run:
         return 1000 * calls / self.n
 
 
-def config(emu: Emulator, rundir: Path, model: str) -> Path:
+def config(emu: Emulator, rundir: Path, model: str, ledger: Path) -> Path:
     if model.startswith("campaign"):
         segments = [{"segment_id": seg, "mapping_id": CAMPAIGNS[seg]} for seg in SEGMENT_IDS]
     else:
@@ -264,6 +271,8 @@ def config(emu: Emulator, rundir: Path, model: str) -> Path:
         "segment_mappings": segments,
         "segment_model": "campaign" if model.startswith("campaign") else "text_area",
         "write_api": "bulk" if model == "campaign bulk" else "collections",
+        **({"skip_unchanged": True, "ledger_url": f"sqlite:///{ledger}"}
+           if model == "campaign ledger" else {}),
         "batch_size": CHUNK, "max_concurrency": CONCURRENCY,
         "rejected_records_path": str(rundir / "rejected.jsonl"),
         "run_report_path": str(rundir / "report.json"),
@@ -312,11 +321,11 @@ def run_process(cmd: list[str], stdin_path: Path, out_path: Path, err_path: Path
 
 
 def run_once(emu: Emulator, model: str, phase: str, input_path: Path, n: int,
-             workdir: Path, tag: str) -> Run:
+             workdir: Path, tag: str, ledger: Path) -> Run:
     rundir = workdir / f"campaigns_{model.replace(' ', '_')}_{phase}_{n}{tag}"
     shutil.rmtree(rundir, ignore_errors=True)
     rundir.mkdir(parents=True)
-    cfg = config(emu, rundir, model)
+    cfg = config(emu, rundir, model, ledger)
     emu.admin("POST", "reset-usage", {})
     before, emu_cpu0 = emu.stats(), emu.cpu()
     wall, cpu, rss, rc, busy = run_process(
@@ -338,8 +347,10 @@ def run_once(emu: Emulator, model: str, phase: str, input_path: Path, n: int,
     streams = report.get("streams") or {}
     updated = sum(s.get("updated", 0) for s in streams.values())
     rejected = sum(s.get("rejected", 0) for s in streams.values())
-    if updated != n or rejected:
-        result.problems.append(f"run report: updated={updated:,} rejected={rejected:,}")
+    result.skipped = sum(s.get("skipped_unchanged", 0) for s in streams.values())
+    if updated + result.skipped != n or rejected:
+        result.problems.append(f"run report: updated={updated:,} skipped={result.skipped:,} "
+                               f"rejected={rejected:,}")
     result.record_updates = sum(s.get("collections_calls", 0) + s.get("bulk_calls", 0)
                                 for s in streams.values())
     result.bulk_jobs = sum(s.get("bulk_jobs", 0) for s in streams.values())
@@ -390,10 +401,12 @@ def check_members(emu: Emulator, campaign_ids: dict[str, str], inputs: Inputs) -
 
 def run_model(model: str, inputs: Inputs, workdir: Path, tag: str) -> list[Run]:
     emu = Emulator(inputs.n, inputs.seed, workdir)
+    ledger = workdir / f"campaign_ledger_{inputs.n}{tag}.sqlite"
+    ledger.unlink(missing_ok=True)
     try:
         campaign_ids = emu.seed_campaigns() if model.startswith("campaign") else {}
-        runs = [run_once(emu, model, "first", inputs.first, inputs.n, workdir, tag),
-                run_once(emu, model, "re-run", inputs.changed, inputs.n, workdir, tag)]
+        runs = [run_once(emu, model, "first", inputs.first, inputs.n, workdir, tag, ledger),
+                run_once(emu, model, "re-run", inputs.changed, inputs.n, workdir, tag, ledger)]
         if model.startswith("campaign"):
             runs[-1].problems += check_members(emu, campaign_ids, inputs)
     finally:
@@ -405,7 +418,8 @@ def run_model(model: str, inputs: Inputs, workdir: Path, tag: str) -> list[Run]:
 
 
 def print_table(runs: list[Run]) -> None:
-    header = (f"{'model':<14} {'run':<8} {'jobs':>4} {'updates':>8} {'m.query':>8} {'m.write':>8} "
+    header = (f"{'model':<15} {'run':<8} {'skipped':>7} {'jobs':>4} {'updates':>8} "
+              f"{'m.query':>8} {'m.write':>8} "
               f"{'other q':>7} {'all/1k':>7} {'upd/1k':>7} {'mq/1k':>6} {'mw/1k':>6} "
               f"{'created':>8} {'updated':>8} {'wall s':>7} {'CPU s':>6} {'RSS MB':>7} "
               f"{'emu CPU s':>9} {'emu MB':>7} {'other':>5}")
@@ -413,7 +427,8 @@ def print_table(runs: list[Run]) -> None:
     print("-" * len(header))
     for r in runs:
         other_queries = r.queries - r.membership_queries
-        print(f"{r.model:<14} {r.phase:<8} {r.bulk_jobs:>4} {r.record_updates:>8,} "
+        print(f"{r.model:<15} {r.phase:<8} {r.skipped:>7,} {r.bulk_jobs:>4} "
+              f"{r.record_updates:>8,} "
               f"{r.membership_queries:>8,} "
               f"{r.membership_writes:>8,} {other_queries:>7} {r.per_1k(r.total_calls):7.2f} "
               f"{r.per_1k(r.record_updates):7.2f} {r.per_1k(r.membership_queries):6.2f} "
@@ -443,11 +458,13 @@ def print_targets(expected: Expected, runs: list[Run]) -> None:
         target_writes = expected.ceil(to_write)
         met = r.membership_writes <= target_writes and r.membership_queries <= chunks
         group = BULK_RESULT_BATCH if r.model == "campaign bulk" else CHUNK
+        packed = " changed" if r.model == "campaign ledger" and r.phase != "first" else ""
         print(f"  [{'MET ' if met else 'MISS'}] {r.model} {r.phase}: {to_write:,} members to "
               f"write -> target {target_writes:,} writes + {chunks} queries; measured "
               f"{r.membership_writes:,} writes + {r.membership_queries:,} queries; writing "
-              f"each group of {group} people's members apart reaches at best "
-              f"{expected.writes_at_best(r.phase, group):,} writes"
+              f"each group of {group}{packed} people's members apart reaches at best "
+              f"{expected.writes_at_best(r.phase, group, r.model == 'campaign ledger'):,} "
+              "writes"
               + (" (consecutive groups; Bulk results come shuffled, so about)"
                  if group != CHUNK else ""))
 
