@@ -21,13 +21,19 @@ What it does
      ``POST /__emulator__/seed/Campaign``, each with CampaignMemberStatus labels realized /
      existing / exited (``POST /__emulator__/seed/CampaignMemberStatus``); exits keep the
      member with status ``exited`` (``campaign_exit: status``, the default);
+   * ``campaign bulk``: the same with ``write_api: bulk`` (Contacts through Bulk API 2.0 jobs;
+     memberships synced per batch of 500 result rows). Every other model pins
+     ``write_api: collections`` (``auto`` would switch to Bulk past 10,000 records);
+   * ``campaign ledger``: the same with ``skip_unchanged`` (a SQLite sync ledger kept from the
+     first run to the re-run): memberships are compared as pseudo-fields, and changed records
+     are packed into full chunks of 200 across the input;
    * ``text_area x10``: the same 10 segments in 10 Text Area fields;
    * ``text_area x3``: only 3 of the 10 segments mapped, to 3 Text Area fields (run.py's shape).
-3. Reads the split of API calls from the run report (``streams.*.collections_calls`` = Contact
-   updates; ``campaign_members.calls`` = membership queries and writes; ``api`` = all calls by
-   kind) and checks it against the emulator's ``/__emulator__/stats`` delta; checks the org
-   afterwards (every wanted membership held with the wanted status) and the run (exit 0, N
-   Contacts updated, nothing rejected).
+3. Reads the split of API calls from the run report (``streams.*.collections_calls`` plus
+   ``bulk_calls`` = Contact updates; ``campaign_members.calls`` = membership queries and
+   writes; ``api`` = all calls by kind) and checks it against the emulator's
+   ``/__emulator__/stats`` delta; checks the org afterwards (every wanted membership held with
+   the wanted status) and the run (exit 0, N Contacts updated, nothing rejected).
 
 The target for membership calls is ``ceil(changed members / 200)`` writes plus one query per
 chunk; the script prints it, and also what a write per chunk can reach at best
@@ -71,6 +77,8 @@ CHANGE_SHARE = 0.05
 STATUSES = bench.STATUSES
 SEGMENT_IDS = [f"c0ffee{n:02d}-5e6d-4c7b-8a9f-{n:012d}" for n in range(1, 11)]
 CAMPAIGNS = {seg: f"Bench Campaign {n:02d}" for n, seg in enumerate(SEGMENT_IDS, 1)}
+BULK_RESULT_BATCH = 500  # bulk_results._MATCH_BATCH: result rows matched and synced together
+MODELS = ("campaign", "campaign bulk", "campaign ledger", "text_area x10", "text_area x3")
 TEXT_FIELDS = {seg: f"Seg_Bench_{n:02d}__c" for n, seg in enumerate(SEGMENT_IDS, 1)}
 
 
@@ -142,24 +150,38 @@ def generate(n: int, membership: float, workdir: Path) -> Inputs:
 class Expected:
     """Membership call counts the data allows, from the generated profiles."""
 
-    chunks: int
-    members: int
-    changed: int
-    members_per_chunk: list[int]
-    changed_per_chunk: list[int]
+    members_by_profile: list[int]
+    changed_by_profile: list[int]
 
     @classmethod
     def of(cls, inputs: Inputs) -> Expected:
-        members = [len(m) for m in inputs.memberships]
-        changed = [len(c) for c in inputs.changed_pairs]
-        per_chunk = range(0, inputs.n, CHUNK)
-        return cls(len(per_chunk), sum(members), sum(changed),
-                   [sum(members[i:i + CHUNK]) for i in per_chunk],
-                   [sum(changed[i:i + CHUNK]) for i in per_chunk])
+        return cls([len(m) for m in inputs.memberships],
+                   [len(c) for c in inputs.changed_pairs])
+
+    @property
+    def members(self) -> int:
+        return sum(self.members_by_profile)
+
+    @property
+    def changed(self) -> int:
+        return sum(self.changed_by_profile)
+
+    @staticmethod
+    def groups(values: list[int], size: int) -> list[int]:
+        """Sums over consecutive groups of ``size`` profiles (a chunk, a Bulk result batch)."""
+        return [sum(values[i:i + size]) for i in range(0, len(values), size)]
 
     @staticmethod
     def ceil(count: int) -> int:
         return -(-count // CHUNK)
+
+    def writes_at_best(self, phase: str, group: int, changed_only: bool = False) -> int:
+        """Writes when each group of ``group`` people writes its own members, 200 per call;
+        ``changed_only``: the groups are of changed people only (the ledger packs them)."""
+        values = self.members_by_profile if phase == "first" else self.changed_by_profile
+        if changed_only and phase != "first":
+            values = [count for count in values if count]
+        return sum(self.ceil(count) for count in self.groups(values, group))
 
 
 # --- emulator and runs -----------------------------------------------------------------
@@ -221,6 +243,9 @@ class Run:
     collections: int = 0
     describe: int = 0
     token: int = 0
+    bulk: int = 0
+    bulk_jobs: int = 0
+    skipped: int = 0
     emulator_api_calls: int = 0
     emulator_collections: int = 0
     members: dict[str, int] = field(default_factory=dict)
@@ -228,14 +253,14 @@ class Run:
 
     @property
     def total_calls(self) -> int:
-        return self.collections + self.queries + self.describe + self.token
+        return self.collections + self.bulk + self.queries + self.describe + self.token
 
     def per_1k(self, calls: int) -> float:
         return 1000 * calls / self.n
 
 
-def config(emu: Emulator, rundir: Path, model: str) -> Path:
-    if model == "campaign":
+def config(emu: Emulator, rundir: Path, model: str, ledger: Path) -> Path:
+    if model.startswith("campaign"):
         segments = [{"segment_id": seg, "mapping_id": CAMPAIGNS[seg]} for seg in SEGMENT_IDS]
     else:
         mapped = SEGMENT_IDS if model == "text_area x10" else SEGMENT_IDS[:3]
@@ -244,7 +269,10 @@ def config(emu: Emulator, rundir: Path, model: str) -> Path:
         "login_url": emu.url, **bench.CREDENTIALS,
         "salesforce_id_type": "Contact", "id_source": "crmID",
         "segment_mappings": segments,
-        "segment_model": "campaign" if model == "campaign" else "text_area",
+        "segment_model": "campaign" if model.startswith("campaign") else "text_area",
+        "write_api": "bulk" if model == "campaign bulk" else "collections",
+        **({"skip_unchanged": True, "ledger_url": f"sqlite:///{ledger}"}
+           if model == "campaign ledger" else {}),
         "batch_size": CHUNK, "max_concurrency": CONCURRENCY,
         "rejected_records_path": str(rundir / "rejected.jsonl"),
         "run_report_path": str(rundir / "report.json"),
@@ -293,11 +321,11 @@ def run_process(cmd: list[str], stdin_path: Path, out_path: Path, err_path: Path
 
 
 def run_once(emu: Emulator, model: str, phase: str, input_path: Path, n: int,
-             workdir: Path, tag: str) -> Run:
+             workdir: Path, tag: str, ledger: Path) -> Run:
     rundir = workdir / f"campaigns_{model.replace(' ', '_')}_{phase}_{n}{tag}"
     shutil.rmtree(rundir, ignore_errors=True)
     rundir.mkdir(parents=True)
-    cfg = config(emu, rundir, model)
+    cfg = config(emu, rundir, model, ledger)
     emu.admin("POST", "reset-usage", {})
     before, emu_cpu0 = emu.stats(), emu.cpu()
     wall, cpu, rss, rc, busy = run_process(
@@ -319,14 +347,21 @@ def run_once(emu: Emulator, model: str, phase: str, input_path: Path, n: int,
     streams = report.get("streams") or {}
     updated = sum(s.get("updated", 0) for s in streams.values())
     rejected = sum(s.get("rejected", 0) for s in streams.values())
-    if updated != n or rejected:
-        result.problems.append(f"run report: updated={updated:,} rejected={rejected:,}")
-    result.record_updates = sum(s.get("collections_calls", 0) for s in streams.values())
+    result.skipped = sum(s.get("skipped_unchanged", 0) for s in streams.values())
+    if updated + result.skipped != n or rejected:
+        result.problems.append(f"run report: updated={updated:,} skipped={result.skipped:,} "
+                               f"rejected={rejected:,}")
+    result.record_updates = sum(s.get("collections_calls", 0) + s.get("bulk_calls", 0)
+                                for s in streams.values())
+    result.bulk_jobs = sum(s.get("bulk_jobs", 0) for s in streams.values())
+    result.bulk = sum(s.get("bulk_calls", 0) for s in streams.values())
     api = report.get("api") or {}
     result.collections = api.get("collections_calls", 0)
     result.queries = api.get("query_calls", 0)
     result.describe = api.get("describe_calls", 0)
     result.token = api.get("token_calls", 0)
+    if api.get("bulk_calls", 0) != result.bulk:
+        result.problems.append(f"api bulk_calls {api.get('bulk_calls')} != streams' {result.bulk}")
     members = report.get("campaign_members") or {}
     calls = members.get("calls") or {}
     result.membership_queries = calls.get("membership_queries", 0)
@@ -334,7 +369,7 @@ def run_once(emu: Emulator, model: str, phase: str, input_path: Path, n: int,
     for counts in (members.get("segments") or {}).values():
         for key in ("created", "updated", "removed"):
             result.members[key] = result.members.get(key, 0) + counts.get(key, 0)
-    if result.record_updates + result.membership_writes != result.collections:
+    if result.record_updates - result.bulk + result.membership_writes != result.collections:
         result.problems.append(
             f"collections calls {result.collections} != Contact updates {result.record_updates}"
             f" + membership writes {result.membership_writes}")
@@ -366,11 +401,13 @@ def check_members(emu: Emulator, campaign_ids: dict[str, str], inputs: Inputs) -
 
 def run_model(model: str, inputs: Inputs, workdir: Path, tag: str) -> list[Run]:
     emu = Emulator(inputs.n, inputs.seed, workdir)
+    ledger = workdir / f"campaign_ledger_{inputs.n}{tag}.sqlite"
+    ledger.unlink(missing_ok=True)
     try:
-        campaign_ids = emu.seed_campaigns() if model == "campaign" else {}
-        runs = [run_once(emu, model, "first", inputs.first, inputs.n, workdir, tag),
-                run_once(emu, model, "re-run", inputs.changed, inputs.n, workdir, tag)]
-        if model == "campaign":
+        campaign_ids = emu.seed_campaigns() if model.startswith("campaign") else {}
+        runs = [run_once(emu, model, "first", inputs.first, inputs.n, workdir, tag, ledger),
+                run_once(emu, model, "re-run", inputs.changed, inputs.n, workdir, tag, ledger)]
+        if model.startswith("campaign"):
             runs[-1].problems += check_members(emu, campaign_ids, inputs)
     finally:
         emu.stop()
@@ -381,7 +418,8 @@ def run_model(model: str, inputs: Inputs, workdir: Path, tag: str) -> list[Run]:
 
 
 def print_table(runs: list[Run]) -> None:
-    header = (f"{'model':<14} {'run':<8} {'updates':>8} {'m.query':>8} {'m.write':>8} "
+    header = (f"{'model':<15} {'run':<8} {'skipped':>7} {'jobs':>4} {'updates':>8} "
+              f"{'m.query':>8} {'m.write':>8} "
               f"{'other q':>7} {'all/1k':>7} {'upd/1k':>7} {'mq/1k':>6} {'mw/1k':>6} "
               f"{'created':>8} {'updated':>8} {'wall s':>7} {'CPU s':>6} {'RSS MB':>7} "
               f"{'emu CPU s':>9} {'emu MB':>7} {'other':>5}")
@@ -389,7 +427,9 @@ def print_table(runs: list[Run]) -> None:
     print("-" * len(header))
     for r in runs:
         other_queries = r.queries - r.membership_queries
-        print(f"{r.model:<14} {r.phase:<8} {r.record_updates:>8,} {r.membership_queries:>8,} "
+        print(f"{r.model:<15} {r.phase:<8} {r.skipped:>7,} {r.bulk_jobs:>4} "
+              f"{r.record_updates:>8,} "
+              f"{r.membership_queries:>8,} "
               f"{r.membership_writes:>8,} {other_queries:>7} {r.per_1k(r.total_calls):7.2f} "
               f"{r.per_1k(r.record_updates):7.2f} {r.per_1k(r.membership_queries):6.2f} "
               f"{r.per_1k(r.membership_writes):6.2f} {r.members.get('created', 0):>8,} "
@@ -400,30 +440,33 @@ def print_table(runs: list[Run]) -> None:
 
 
 def print_targets(expected: Expected, runs: list[Run]) -> None:
-    per_chunk_first = sum(expected.ceil(m) for m in expected.members_per_chunk)
-    per_chunk_rerun = sum(expected.ceil(c) for c in expected.changed_per_chunk)
-    chunks_with_change = sum(1 for c in expected.changed_per_chunk if c)
-    print(f"data: {expected.chunks} chunks of {CHUNK}; {expected.members:,} memberships "
-          f"(per chunk: median {statistics.median(expected.members_per_chunk):.0f}, "
-          f"{min(expected.members_per_chunk)}-{max(expected.members_per_chunk)}); re-run: "
+    members = expected.groups(expected.members_by_profile, CHUNK)
+    changed = expected.groups(expected.changed_by_profile, CHUNK)
+    chunks = len(members)
+    print(f"data: {chunks} chunks of {CHUNK}; {expected.members:,} memberships (per chunk: "
+          f"median {statistics.median(members):.0f}, {min(members)}-{max(members)}); re-run: "
           f"{expected.changed:,} changed ({100 * expected.changed / expected.members:.1f}%; "
-          f"per chunk: median {statistics.median(expected.changed_per_chunk):.0f}, "
-          f"{min(expected.changed_per_chunk)}-{max(expected.changed_per_chunk)}; "
-          f"{chunks_with_change} of {expected.chunks} chunks have a change)")
+          f"per chunk: median {statistics.median(changed):.0f}, {min(changed)}-{max(changed)};"
+          f" {sum(1 for c in changed if c)} of {chunks} chunks have a change)")
     print()
     print("membership calls against the target (ceil(changed members / 200) writes + one "
-          "query per chunk):")
+          "query per chunk of 200):")
     for r in runs:
-        if r.model != "campaign":
+        if not r.model.startswith("campaign"):
             continue
-        changed = expected.members if r.phase == "first" else expected.changed
-        at_best = per_chunk_first if r.phase == "first" else per_chunk_rerun
-        target_writes = expected.ceil(changed)
-        met = r.membership_writes <= target_writes and r.membership_queries <= expected.chunks
-        print(f"  [{'MET ' if met else 'MISS'}] {r.phase}: {changed:,} members to write -> "
-              f"target {target_writes:,} writes + {expected.chunks} queries; measured "
-              f"{r.membership_writes:,} writes + {r.membership_queries:,} queries; a write per "
-              f"chunk reaches at best {at_best:,} writes (sum of ceil(changed in chunk / 200))")
+        to_write = expected.members if r.phase == "first" else expected.changed
+        target_writes = expected.ceil(to_write)
+        met = r.membership_writes <= target_writes and r.membership_queries <= chunks
+        group = BULK_RESULT_BATCH if r.model == "campaign bulk" else CHUNK
+        packed = " changed" if r.model == "campaign ledger" and r.phase != "first" else ""
+        print(f"  [{'MET ' if met else 'MISS'}] {r.model} {r.phase}: {to_write:,} members to "
+              f"write -> target {target_writes:,} writes + {chunks} queries; measured "
+              f"{r.membership_writes:,} writes + {r.membership_queries:,} queries; writing "
+              f"each group of {group}{packed} people's members apart reaches at best "
+              f"{expected.writes_at_best(r.phase, group, r.model == 'campaign ledger'):,} "
+              "writes"
+              + (" (consecutive groups; Bulk results come shuffled, so about)"
+                 if group != CHUNK else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -436,9 +479,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="probability a profile holds each of the 10 segments (default 0.3)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="repeat every model (first run + re-run) this many times")
-    parser.add_argument("--models", nargs="+", default=["campaign", "text_area x10",
-                                                        "text_area x3"],
-                        choices=["campaign", "text_area x10", "text_area x3"])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--no-wait", action="store_true",
                         help="do not wait for other processes to go quiet before each run")
     parser.add_argument("--workdir", type=Path, default=HERE / ".work")
@@ -466,8 +507,9 @@ def main(argv: list[str] | None = None) -> int:
         for model in args.models:
             runs += run_model(model, inputs, workdir, f"_r{rep + 1}")
 
-    print("updates = Contact collections calls; m.query / m.write = membership queries / writes "
-          "(run report campaign_members.calls);")
+    print("updates = Contact update calls (collections; Bulk API calls for campaign bulk, in "
+          "jobs); m.query / m.write = membership queries / writes (run report "
+          "campaign_members.calls);")
     print("other q = the other queries (pre-flight: Campaigns, their statuses); all/1k = every "
           "API call (collections + queries + describe + token)")
     print("per 1,000 profiles; created / updated = members; CPU s and RSS MB = the target "

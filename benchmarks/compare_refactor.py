@@ -11,7 +11,9 @@ with its own venv's python (``python -m target_salesforce_crm``, an editable ins
 that tree), so each runs its own code; everything else is shared:
 
 * the same generated input and Contact seed (``run.generate``: XDM profiles, 3 text-area
-  segments), the same config (0 ms emulated latency, ``max_concurrency`` 4, validation on);
+  segments), the same config (0 ms emulated latency, ``max_concurrency`` 4, validation on,
+  ``write_api: collections``: since Bulk API 2.0 landed, ``auto`` sends a stream past 10,000
+  records through Bulk jobs; trees from before ignore the setting);
 * a fresh emulator process for every target run, of THIS tree (the emulator is not what is
   compared, and the old target speaks the same wire contract);
 * the baseline: the no-op singer-sdk sink (``benchmarks/noop_target.py``, fastjsonschema
@@ -28,13 +30,16 @@ CPU is user+sys of the target process (``os.wait4`` rusage), start-up included.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -48,6 +53,22 @@ import run as bench  # noqa: E402
 
 LATENCY_MS = 0
 CONCURRENCY = 4
+
+
+def collections_only(make_config: Callable[..., Path]) -> Callable[..., Path]:
+    """run.target_config, plus ``write_api: collections``: the path every tree has."""
+
+    def config(*args: Any, **kwargs: Any) -> Path:
+        path = make_config(*args, **kwargs)
+        settings = json.loads(path.read_text())
+        settings["write_api"] = "collections"
+        path.write_text(json.dumps(settings, indent=2))
+        return path
+
+    return config
+
+
+bench.target_config = collections_only(bench.target_config)
 
 
 @dataclass(frozen=True)
@@ -103,6 +124,13 @@ def run_noop(dataset: bench.Dataset, schema_only: Path, workdir: Path, rep: int)
     return Measured(full, startup)
 
 
+def third_party(python: Path) -> set[str]:
+    """The venv's installed distributions, without the tree's own editable install."""
+    frozen = subprocess.run([str(python), "-m", "pip", "freeze", "--disable-pip-version-check"],
+                            capture_output=True, text=True, check=True).stdout
+    return {line for line in frozen.splitlines() if line and not line.startswith("-e ")}
+
+
 def summarize(label: str, values: list[float], spec: str) -> str:
     return (f"{label}: median {statistics.median(values):{spec}}, "
             f"min {min(values):{spec}}, max {max(values):{spec}}")
@@ -147,6 +175,13 @@ def main(argv: list[str] | None = None) -> int:
                                   "print(t.__file__)"], capture_output=True, text=True, check=True,
                                  cwd=workdir).stdout.strip()
         print(f"{tree.name}: {tree.root} at {commit}; {tree.python} imports {package}")
+    packages = {tree.name: third_party(tree.python) for tree in trees}
+    for tree in trees[:-1]:
+        differ = packages[tree.name] ^ packages["new"]
+        if differ:  # e.g. numpy present makes singer-sdk's import (joblib) ~0.3 s slower
+            print(f"WARNING: {tree.name}'s venv differs from new's in {sorted(differ)}")
+    if not any(packages[t.name] ^ packages["new"] for t in trees):
+        print(f"every venv holds the same {len(packages['new'])} third-party distributions")
     print(f"N = {args.records:,}; {LATENCY_MS} ms latency, max_concurrency {CONCURRENCY}, "
           f"validation on; {args.repeat} repeats of (no-op sink, "
           f"{', '.join(tree.name for tree in trees)}), the order of the trees rotating")
