@@ -56,7 +56,9 @@ from target_salesforce_crm.stats import RunStats
 LOGGER = logging.getLogger("target-salesforce-crm")
 TYPICAL_POLLS = 3
 JOB_CALLS = 3 + TYPICAL_POLLS + 3  # create, upload, close; polls; the three result sets
-JOB_RESERVE = JOB_CALLS + 1  # and, in auto, the look at the Bulk batch allowance
+# what auto keeps for a job when the API allowance runs low: the look at the Bulk batch
+# allowance, the job list (the first job) and, for a job slower than typical, as many polls again
+JOB_RESERVE = JOB_CALLS + 2 + TYPICAL_POLLS
 
 
 class BulkDelivery:
