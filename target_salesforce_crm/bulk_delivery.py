@@ -134,8 +134,11 @@ class BulkDelivery:
         usage = self.client.usage
         if usage.used is None or not usage.max:
             return False
-        remaining = int(usage.max * usage.limit_percent / 100.0) - usage.used
         needed = -(-pending // self.settings.batch_size)
+        remaining = int(usage.max * usage.limit_percent / 100.0) - usage.used
+        if remaining - needed <= JOB_RESERVE + self.settings.max_concurrency:
+            self.dispatcher.wait_idle()  # near the line: count the calls still in flight too
+            remaining = int(usage.max * usage.limit_percent / 100.0) - usage.used
         # a job costs about JOB_RESERVE calls whatever its size. A sink holds little more than
         # one chunk, so how much of the stream is still to come is unknown: switch while a
         # job is affordable, once collections would leave too little for one; with less
