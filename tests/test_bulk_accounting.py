@@ -37,8 +37,8 @@ from conftest import (
 
 from target_salesforce_crm.emulator import Emulator
 
-# 100,000 records: the test took 39-48 s in four runs on the shared 2-core box, other sessions
-# using 1-2 of its cores (the CLI run 35-42 s of it); keep it at 30,000 or more
+# 100,000 records: the test took 35-48 s in five runs on the shared 2-core box, other sessions
+# using 1-2 of its cores (most of it the CLI run); keep it at 30,000 or more
 ROWS = 100_000
 DUPLICATES = ROWS // 25  # later records for an Id already sent, with newer values
 CLIENT_BAD = ROWS // 200  # refused before any call: a malformed Id or an invalid email
