@@ -56,7 +56,9 @@ from target_salesforce_crm.stats import RunStats
 LOGGER = logging.getLogger("target-salesforce-crm")
 TYPICAL_POLLS = 3
 JOB_CALLS = 3 + TYPICAL_POLLS + 3  # create, upload, close; polls; the three result sets
-JOB_RESERVE = JOB_CALLS + 1  # and, in auto, the look at the Bulk batch allowance
+# what auto keeps for a job when the API allowance runs low: the look at the Bulk batch
+# allowance, the job list (the first job) and, for a job slower than typical, as many polls again
+JOB_RESERVE = JOB_CALLS + 2 + TYPICAL_POLLS
 
 
 class BulkDelivery:
@@ -132,8 +134,11 @@ class BulkDelivery:
         usage = self.client.usage
         if usage.used is None or not usage.max:
             return False
-        remaining = int(usage.max * usage.limit_percent / 100.0) - usage.used
         needed = -(-pending // self.settings.batch_size)
+        remaining = int(usage.max * usage.limit_percent / 100.0) - usage.used
+        if remaining - needed <= JOB_RESERVE + self.settings.max_concurrency:
+            self.dispatcher.wait_idle()  # near the line: count the calls still in flight too
+            remaining = int(usage.max * usage.limit_percent / 100.0) - usage.used
         # a job costs about JOB_RESERVE calls whatever its size. A sink holds little more than
         # one chunk, so how much of the stream is still to come is unknown: switch while a
         # job is affordable, once collections would leave too little for one; with less

@@ -37,8 +37,8 @@ from conftest import (
 
 from target_salesforce_crm.emulator import Emulator
 
-# 100,000 records: 95 s on the 2-core box with another test suite running beside it, 62 s
-# when it is quiet (run, then the checks); see test_every_row_is_landed_or_dead_lettered_once
+# 100,000 records: the test took 35-48 s in five runs on the shared 2-core box, other sessions
+# using 1-2 of its cores (most of it the CLI run); keep it at 30,000 or more
 ROWS = 100_000
 DUPLICATES = ROWS // 25  # later records for an Id already sent, with newer values
 CLIENT_BAD = ROWS // 200  # refused before any call: a malformed Id or an invalid email
@@ -226,24 +226,24 @@ def all_landed(emu: Emulator, ids: list[str]) -> bool:
 
 
 def test_auto_goes_by_bulk_when_the_api_allowance_runs_low(tmp_path: Path) -> None:
-    """3,000 records need 15 collections calls; the org has 15 left within
-    api_usage_limit_percent (90 of 100, 75 used), less the describe: well below
+    """4,000 records need 20 collections calls; the org has 18 left within
+    api_usage_limit_percent (90 of 100, 72 used), less the describe: well below
     bulk_threshold, auto switches to Bulk while a job is affordable and completes."""
-    allowance = {"daily_api_limit": 100, "initial_api_usage": 75}
+    allowance = {"daily_api_limit": 100, "initial_api_usage": 72}
     (tmp_path / "collections").mkdir()
     with Emulator(segment_fields=SEGMENT_FIELDS, **allowance) as emu:
-        _, stopped = small_run(emu, tmp_path / "collections", 3000, write_api="collections")
+        _, stopped = small_run(emu, tmp_path / "collections", 4000, write_api="collections")
         assert stopped.returncode == 3  # collections alone run out of allowance
 
     (tmp_path / "auto").mkdir()
     with Emulator(segment_fields=SEGMENT_FIELDS, **allowance) as emu:
-        ids, run = small_run(emu, tmp_path / "auto", 3000)
+        ids, run = small_run(emu, tmp_path / "auto", 4000)
         assert run.returncode == 0, run.stderr[-3000:]
         assert all_landed(emu, ids)
-        assert run.states == [{"offset": 3000}]
+        assert run.states == [{"offset": 4000}]
         stream = run.report["streams"]["contacts"]
-        assert (stream["transport"], stream["bulk_jobs"], stream["updated"]) == ("bulk", 1, 3000)
-        assert 0 < stream["collections_calls"] < 15
+        assert (stream["transport"], stream["bulk_jobs"], stream["updated"]) == ("bulk", 1, 4000)
+        assert 0 < stream["collections_calls"] < 20
         assert emu.stats()["api_usage"] <= 90
         assert "API calls left" in run.stderr
 

@@ -425,12 +425,12 @@ def test_auto_goes_by_bulk_when_the_api_allowance_cannot_cover_collections(tmp_p
                   waiting=30)  # 32 entries pending: 16 calls of 2
         lane.dispatcher.wait_idle()
 
-    send(ids[:2], used=20)  # 30 calls left: collections can do it and still pay for a job
+    send(ids[:2], used=15)  # 35 calls left: collections can do it and still pay for a job
     assert (len(sent), only.bulk) == (1, False)
     send(ids[2:4], used=45)  # 5 left: too few even for a job, collections land what they can
     assert (len(sent), only.bulk) == (2, False)
-    lane.client.usage.used = 38  # 12 left: not enough for collections, enough for one job
-    send(ids[4:], used=38)
+    lane.client.usage.used = 30  # 20 left: not enough for collections, enough for one job
+    send(ids[4:], used=30)
     assert (len(sent), only.bulk, stream.transport) == (2, True, "bulk")
     lane.close()
 
