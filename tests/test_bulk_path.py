@@ -230,11 +230,11 @@ def test_dry_run_forecasts_the_transport_calls_and_batches(emulator: Emulator, t
     assert emulator.stats()["bulk"]["jobs_created"] == 0
     assert emulator.stats()["collections_calls"] == 0
     stream = run.report["streams"]["contacts"]
-    # the first 200 go by collections (below the threshold), the other 250 in one job
+    # auto holds the records before the threshold: all 450 go in the one job
     assert stream["transport"] == "bulk"
     assert stream["would_send"] == 450
     assert (stream["collections_calls"], stream["bulk_jobs"], stream["bulk_records"],
-            stream["bulk_batches"]) == (1, 1, 250, 1)
+            stream["bulk_batches"]) == (0, 1, 450, 1)
     assert stream["api_calls"] == stream["collections_calls"] + stream["bulk_calls"] > 5
 
     real = tmp_path / "real"
