@@ -1,10 +1,12 @@
 """The Singer side of Bulk API 2.0: which streams go by Bulk, and accounting for every row.
 
-A stream goes by Bulk always with ``write_api: bulk``; in ``auto`` once it has
-``bulk_threshold`` records to write in this run, or earlier when the org's remaining daily API
-allowance, after the collections calls its pending records need, could no longer pay for a job
-(while it still can). Its chunks (mapped, validated and merged exactly as for collections) are
-spooled on disk (``spool.py``, one spool per object, merged by key
+A stream's chunks (mapped, validated and merged exactly as for collections) go to the
+Dispatcher as before until the stream goes by Bulk: always with ``write_api: bulk``; in
+``auto`` once it has ``bulk_threshold`` records to write in this run (those its sink holds
+unsent count: see ``hold_size``), or earlier when the org's
+remaining daily API allowance, after the collections calls its pending records need, could no
+longer pay for a job (while it still can).
+From then on its chunks are spooled on disk (``spool.py``, one spool per object, merged by key
 across streams and across the whole job). When partial chunks go out (idle input, max record
 age), at the end, or when the spool reaches 100 MB of CSV, the spool is run as a job. A spool
 holds a Dispatcher number (``Dispatcher.reserve``) until its job's results are read
@@ -13,12 +15,6 @@ goes out before (at-least-once): successes are counted, failures followed or dea
 collections results are, and locked, unprocessed or unreported rows sent again through
 collections. In ``auto`` a job that the org's remaining Bulk batches cannot
 carry goes through collections instead.
-
-In ``auto`` a stream's chunks are spooled (held) before it goes by Bulk too, so the records
-that lead up to ``bulk_threshold`` travel in the job rather than in collections calls; when the
-spool runs below the threshold, they go through collections, 200 per call as before. Measured at
-1,000,000 profiles: 74 API calls when the first 10,000 went through collections, N with the
-hold (benchmarks/RESULTS.md, "Bulk API 2.0").
 """
 
 from __future__ import annotations
@@ -64,6 +60,12 @@ JOB_CALLS = 3 + TYPICAL_POLLS + 3  # create, upload, close; polls; the three res
 # what auto keeps for a job when the API allowance runs low: the look at the Bulk batch
 # allowance, the job list (the first job) and, for a job slower than typical, as many polls again
 JOB_RESERVE = JOB_CALLS + 2 + TYPICAL_POLLS
+# auto's hold (``hold_size``): a sink keeps up to bulk_threshold records of a new stream for up
+# to HOLD_SECONDS, so a stream that reaches the threshold sends them in its job rather than ~50
+# collections calls (1,000,000 profiles: 74 API calls without the hold, see RESULTS.md); above
+# MAX_HELD_RECORDS the memory it would take is not worth it, and the stream is not held
+HOLD_SECONDS = 3.0
+MAX_HELD_RECORDS = 20_000
 
 
 class BulkDelivery:
@@ -86,11 +88,6 @@ class BulkDelivery:
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
         self._jobs = 0
         self._looked_for_earlier_jobs: set[str] = set()
-        # auto holds a stream's records in the spool until it goes by Bulk (all of them then
-        # go in the job) or they go out (idle input, max record age, the end) through
-        # collections: no collections call is spent on a stream that turns out to be large
-        self._holds = settings.write_api == "auto" and \
-            float(settings.api_version) >= BULK_MIN_API_VERSION
 
     # ------------------------------------------------------------------ routing
 
@@ -111,15 +108,26 @@ class BulkDelivery:
         if lane.bulk:
             source.stats.transport = "bulk"
 
+    def hold_size(self, stream: str) -> int:
+        """How many records a stream's sink may hold before sending any (0: none): in auto,
+        before anything of the stream was sent, up to bulk_threshold."""
+        lane = self._lanes[stream]
+        if self.settings.write_api != "auto" or lane.bulk or lane.to_write or \
+                float(self.settings.api_version) < BULK_MIN_API_VERSION or \
+                self.settings.bulk_threshold > MAX_HELD_RECORDS:
+            return 0
+        return self.settings.bulk_threshold
+
     def send(self, chunk: Chunk, waiting: int = 0) -> None:
-        """Route one chunk; ``waiting`` is how many more entries the sink holds unsent."""
+        """Route one chunk; ``waiting`` is how many more entries the sink holds unsent (they
+        count towards bulk_threshold: a stream has them to write too)."""
         lane = self._lanes[chunk.source.stream]
         lane.to_write += len(chunk.entries)
-        if not lane.bulk and self._should_switch(lane, len(chunk.entries) + waiting):
+        if not lane.bulk and self._should_switch(lane, len(chunk.entries) + waiting, waiting):
             lane.bulk = True
             lane.source.stats.transport = "bulk"
         plan = self._plans[chunk.object_type]
-        if not lane.bulk and not self._holds and not (plan.spool and len(plan.spool)):
+        if not lane.bulk and not (plan.spool and len(plan.spool)):
             self.dispatcher.submit(chunk)
             return
         self._spool(plan, lane, chunk)
@@ -132,21 +140,18 @@ class BulkDelivery:
             return set()
         return plan.spool.keys_in(keys)
 
-    def _should_switch(self, lane: Lane, pending: int) -> bool:
+    def _should_switch(self, lane: Lane, pending: int, waiting: int) -> bool:
         if self.settings.write_api != "auto" or \
                 float(self.settings.api_version) < BULK_MIN_API_VERSION:
             return False
-        if lane.to_write >= self.settings.bulk_threshold:
+        if lane.to_write + waiting >= self.settings.bulk_threshold:
             LOGGER.info("stream %s has %d records to write in this run (bulk_threshold=%d): "
                         "its records now go through Bulk API 2.0", lane.source.stream,
-                        lane.to_write, self.settings.bulk_threshold)
+                        lane.to_write + waiting, self.settings.bulk_threshold)
             return True
         usage = self.client.usage
         if usage.used is None or not usage.max:
             return False
-        held = self._plans[lane.source.object_type].spool
-        if held is not None:  # held records go through collections too unless this switches
-            pending += held.streams[lane.source.stream]
         needed = -(-pending // self.settings.batch_size)
         remaining = int(usage.max * usage.limit_percent / 100.0) - usage.used
         if remaining - needed <= JOB_RESERVE + self.settings.max_concurrency:
@@ -190,7 +195,7 @@ class BulkDelivery:
                 lane.source.stats.merged += 1
             merged = SpooledEntry(entry.key, payload, records, content, memberships,
                                   max(entry.moves, old.moves if old else 0))
-            if (lane.bulk or self._holds or old is not None) and content <= MAX_RECORD_CHARS \
+            if (lane.bulk or old is not None) and content <= MAX_RECORD_CHARS \
                     and bulk_expressible(payload):
                 keep.append(merged)
             else:

@@ -3,11 +3,14 @@
 Records leave the SDK's buffer as soon as they are read: a bad one is dead-lettered at once
 (no API call spent), a good one waits in ``_pending`` (merged with earlier records for the same
 Id) until there are ``batch_size`` of them. Partial chunks go out once a minute, after 5 s
-without a RECORD, and at the end; every other call carries a full ``batch_size``.
+without a RECORD, and at the end; every other call carries a full ``batch_size``. With
+``write_api: auto`` a new stream's first records wait longer, until the stream reaches
+``bulk_threshold`` (then they travel in its Bulk job) or for at most ``HOLD_SECONDS``.
 """
 
 from __future__ import annotations
 
+import time
 import typing as t
 from typing import Any
 
@@ -21,6 +24,7 @@ from singer_sdk.helpers._typing import get_datelike_property_type
 from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
+from target_salesforce_crm.bulk_delivery import HOLD_SECONDS
 from target_salesforce_crm.chunks import Chunk, Entry
 from target_salesforce_crm.mapping import RecordMapper
 from target_salesforce_crm.rejections import RecordRejected, Rejection, Source
@@ -82,6 +86,10 @@ class SalesforceSink(BatchSink):
         self._add_metadata = self.include_sdc_metadata_properties
         self._uncounted = 0  # records not yet added to the SDK's record counter metric
         self._drain_size = self.max_size
+        # auto: a new stream's first records are held (``BulkDelivery.hold_size``) until it
+        # has bulk_threshold of them, HOLD_SECONDS pass, or a flush, whichever comes first
+        self._hold_size = self.runtime.bulk.hold_size(self.stream_name)
+        self._hold_deadline: float | None = None
 
     def get_validator(self) -> BaseJSONSchemaValidator | None:
         return CompiledValidator(self.schema) if self.validate_schema else None
@@ -191,7 +199,21 @@ class SalesforceSink(BatchSink):
         """Send what is pending, full or not (before STATE and at the end)."""
         self._dispatch(flush=True)
 
+    def _holding(self) -> bool:
+        if len(self._pending) < self._hold_size:
+            now = time.monotonic()
+            if self._hold_deadline is None:
+                self._hold_deadline = now + HOLD_SECONDS
+            if now < self._hold_deadline:
+                return True
+        self._hold_size = 0
+        return False
+
     def _dispatch(self, *, flush: bool) -> None:
+        if self._hold_size:
+            if not flush and self._holding():
+                return
+            self._hold_size = 0
         while len(self._pending) >= self.batch_size or (flush and self._pending):
             keys: list[str] = []
             entries: list[Entry] = []

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from target_salesforce_crm.bulk_delivery import BulkDelivery
+from target_salesforce_crm.bulk_delivery import MAX_HELD_RECORDS, BulkDelivery
 from target_salesforce_crm.deadletter import DeadLetter
 from target_salesforce_crm.delivery import Chunk, Dispatcher, Entry
 from target_salesforce_crm.rejections import Rejector, Source
@@ -493,3 +493,29 @@ def test_moved_rows_are_held_for_redirect_and_memberships_synced(tmp_path: Path)
     assert recorder.synced == [(ids[0], ids[0], {"seg-a": "realized"})]
     assert (stream.updated, stream.rejected, sent) == (2, 0, [])
     lane.close()
+
+
+@pytest.mark.parametrize(("overrides", "held"), [
+    ({"write_api": "auto"}, 10_000),
+    ({"write_api": "auto", "bulk_threshold": 2_500}, 2_500),
+    ({"write_api": "auto", "bulk_threshold": MAX_HELD_RECORDS + 1}, 0),  # memory: no hold
+    ({"write_api": "auto", "api_version": "40.0"}, 0),  # no Bulk API 2.0 before 41.0
+    ({"write_api": "collections"}, 0),
+    ({"write_api": "bulk"}, 0),  # spooled from the first record anyway
+])
+def test_auto_holds_a_new_stream_up_to_bulk_threshold(overrides: dict[str, Any], held: int
+                                                       ) -> None:
+    settings = parse_settings({**BASE, **overrides})
+    stats = RunStats()
+    client = SimpleNamespace(counts=CallCounts(), usage=ApiUsage(90))
+    routing = BulkDelivery(settings, client, None, stats,  # type: ignore[arg-type]
+                           Dispatcher(1, lambda chunk: None))
+    mapper = SimpleNamespace(object_type="Contact", external_id=None)
+    source = Source("s", "Contact", stats.stream("s", "Contact"))
+    routing.register(source, mapper, ("Seg__c",), None)  # type: ignore[arg-type]
+    assert routing.hold_size("s") == held
+    routing.send(chunk_of(source.stats, [Entry(f"003{n:015d}", {"LastName": "x"},
+                                               [(source, {"n": n})]) for n in range(2)]))
+    routing.dispatcher.wait_idle()
+    routing.close()
+    assert routing.hold_size("s") == 0  # once anything of the stream went out, no more hold

@@ -165,7 +165,9 @@ def test_sigterm_drains_and_emits_state_for_everything_read(latency_ms, max_conc
     emu = Emulator(segment_fields=SEGMENT_FIELDS, latency_ms=latency_ms).start()
     try:
         assert seed_contacts(emu, DISTINCT) == ids
-        config = base_config(emu, tmp_path, batch_size=50, max_concurrency=max_concurrency)
+        # collections: calls go out as records are read (auto would hold the first ones)
+        config = base_config(emu, tmp_path, batch_size=50, max_concurrency=max_concurrency,
+                             write_api="collections")
         live = LiveRun(config, tmp_path, lines)  # the real CLI, unmodified
         live.wait_until(lambda: emu.stats()["collections_calls"] >= 6)
         live.signal(signal.SIGTERM)

@@ -125,15 +125,17 @@ def test_a_limit_stop_in_the_first_minute_leaves_the_furthest_state_that_landed(
         emu.stop()
 
 
-def test_state_advances_while_records_stream_not_only_at_the_end(tmp_path):
+@pytest.mark.parametrize(("write_api", "count"), [("collections", 2000), ("auto", 4000)])
+def test_state_advances_while_records_stream_not_only_at_the_end(tmp_path, write_api, count):
     """A steady stream: STATE comes out while later records are still being read, and every
-    call but the last carries a full batch."""
+    call but the last carries a full batch. (auto holds a new stream's first records for up
+    to HOLD_SECONDS, in case it reaches bulk_threshold: its stream is longer.)"""
     emu = Emulator(segment_fields=SEGMENT_FIELDS, latency_ms=20).start()
     try:
-        ids = seed_contacts(emu, 2000)
+        ids = seed_contacts(emu, count)
         text = singer_lines("contacts", [profile(i, n) for n, i in enumerate(ids)],
                             state_every=100)
-        # the tap sends its 2,000 records over about 4 s (the pipe is read as they come)
+        # the tap sends 550 records a second (the pipe is read as they come)
         lines = text.splitlines(keepends=True)
         slices = ["".join(lines[k:k + 110]) for k in range(0, len(lines), 110)]
         slow_tap = (
@@ -146,17 +148,18 @@ def test_state_advances_while_records_stream_not_only_at_the_end(tmp_path):
         with subprocess.Popen([sys.executable, "-c", slow_tap, str(parts)],
                               stdout=subprocess.PIPE) as tap:
             target = subprocess.run(
-                cli_command(write_config(base_config(emu, tmp_path), tmp_path)),
+                cli_command(write_config(base_config(emu, tmp_path, write_api=write_api),
+                                         tmp_path)),
                 stdin=tap.stdout, capture_output=True, text=True, timeout=120, check=False)
         states = [json.loads(line) for line in target.stdout.splitlines() if line.strip()]
 
         assert target.returncode == 0, target.stderr[-3000:]
-        assert states[-1] == {"offset": 2000}
+        assert states[-1] == {"offset": count}
         assert len(states) >= 3  # emitted as records landed, at most once a second
         offsets = [state["offset"] for state in states]
         assert offsets == sorted(set(offsets))
-        assert _landed_prefix(emu, ids) == 2000
-        assert emu.stats()["collections_calls"] == 10  # ⌈2000/200⌉: no extra partial calls
+        assert _landed_prefix(emu, ids) == count
+        assert emu.stats()["collections_calls"] == count // 200  # no extra partial calls
     finally:
         emu.stop()
 

@@ -93,7 +93,7 @@ def test_a_value_changed_and_changed_back_in_one_run_ends_as_the_input_says(emul
     emulator.set_faults(latency_ms=150)
     records = changed[50:] + changed[:50] + original[49::-1]
     back_and_forth = send(emulator, tmp_path / "run", records, ledger_url, batch_size=10,
-                          max_concurrency=2)
+                          max_concurrency=2, write_api="collections")  # sent as read, no hold
     emulator.set_faults(latency_ms=0)
     assert back_and_forth.totals["skipped_unchanged"] == 0
     assert back_and_forth.records == 250
