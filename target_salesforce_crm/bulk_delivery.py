@@ -60,11 +60,10 @@ JOB_CALLS = 3 + TYPICAL_POLLS + 3  # create, upload, close; polls; the three res
 # what auto keeps for a job when the API allowance runs low: the look at the Bulk batch
 # allowance, the job list (the first job) and, for a job slower than typical, as many polls again
 JOB_RESERVE = JOB_CALLS + 2 + TYPICAL_POLLS
-# auto's hold (``hold_size``): a sink keeps up to bulk_threshold records of a new stream for up
-# to HOLD_SECONDS, so a stream that reaches the threshold sends them in its job rather than ~50
-# collections calls (1,000,000 profiles: 74 API calls without the hold, see RESULTS.md); above
-# MAX_HELD_RECORDS the memory it would take is not worth it, and the stream is not held
-HOLD_SECONDS = 3.0
+# auto's hold (``hold_size``): a sink keeps up to bulk_threshold records of a new stream for a
+# few seconds (``sinks.HOLD_SECONDS``), so a stream that reaches the threshold sends them in its
+# job rather than ~50 collections calls (1,000,000 profiles: 74 API calls without the hold, 41
+# with it, see RESULTS.md); above MAX_HELD_RECORDS the memory it would take is not worth it
 MAX_HELD_RECORDS = 20_000
 
 

@@ -24,7 +24,6 @@ from singer_sdk.helpers._typing import get_datelike_property_type
 from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
-from target_salesforce_crm.bulk_delivery import HOLD_SECONDS
 from target_salesforce_crm.chunks import Chunk, Entry
 from target_salesforce_crm.mapping import RecordMapper
 from target_salesforce_crm.rejections import RecordRejected, Rejection, Source
@@ -37,6 +36,7 @@ if t.TYPE_CHECKING:
 
 _INVALID = "__target_salesforce_crm_invalid__"
 _COUNTER_STEP = 64  # the SDK's record counter metric is fed in steps, not per record
+HOLD_SECONDS = 3.0  # auto: how long a new stream's first records may wait for bulk_threshold
 _DATE_PARSERS = {
     "date-time": datetime_fromisoformat,
     "date": date_fromisoformat,
