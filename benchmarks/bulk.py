@@ -195,7 +195,7 @@ def draw_chart(path: Path, auto: Measured, bulk: Measured, unchanged: Measured,
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     figure, (calls_axis, rate_axis) = plt.subplots(1, 2, figsize=(11, 4.4))
-    labels = ["collections\n(ceil(N/200)+2)", "auto\n(collections,\nthen Bulk)",
+    labels = ["collections\n(ceil(N/200)+2)", "auto\n(first records\nheld, then Bulk)",
               "bulk\n(Bulk only)", "unchanged\nre-run with\nskip_unchanged"]
     values = [collections_calls(auto.n), auto.total_calls, bulk.total_calls,
               unchanged.total_calls]
