@@ -13,12 +13,10 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from target_salesforce_crm.campaign_sync import CampaignSync
 from target_salesforce_crm.chunks import Chunk, Entry, LedgerPlan
 from target_salesforce_crm.deadletter import scrub
-from target_salesforce_crm.ledger_sync import SyncLedger
 from target_salesforce_crm.redirects import CONVERTED_CODE, MERGED_CODE, Redirector
 from target_salesforce_crm.rejections import Rejection, Rejector
 from target_salesforce_crm.salesforce.client import SalesforceClient
@@ -31,6 +29,10 @@ from target_salesforce_crm.salesforce.errors import (
 )
 from target_salesforce_crm.salesforce.retry import Backoff
 from target_salesforce_crm.stats import RunStats
+
+if TYPE_CHECKING:  # only with campaign segments / the sync ledger (runtime.py imports them)
+    from target_salesforce_crm.campaign_sync import CampaignSync
+    from target_salesforce_crm.ledger_sync import SyncLedger
 
 LOGGER = logging.getLogger("target-salesforce-crm")
 LOCK_RETRY_ATTEMPTS = 6

@@ -6,12 +6,14 @@ events"; we refuse to start instead, naming every field that cannot work.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from target_salesforce_crm.salesforce.campaigns import Campaign
 from target_salesforce_crm.salesforce.describe import WRITABLE_TYPES, FieldSpec, field_specs
 from target_salesforce_crm.salesforce.errors import ConfigError
 from target_salesforce_crm.settings import SEGMENT_STATUSES, Settings
+
+if TYPE_CHECKING:
+    from target_salesforce_crm.salesforce.campaigns import Campaign
 
 MODEL_FIELD_TYPES = {"text_area": "Text Area (Long)", "checkbox": "Checkbox",
                      "picklist": "Picklist (restricted)"}
