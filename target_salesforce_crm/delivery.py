@@ -113,7 +113,8 @@ class Deliverer:
 
     def _call(self, chunk: Chunk, entries: list[Entry], plan: LedgerPlan | None
               ) -> list[dict[str, Any]]:
-        payloads = [_body(e, plan) for e in entries]
+        payloads = ([e.payload for e in entries] if plan is None
+                    else [plan.bodies[e.key] for e in entries])
         self.stats.called(chunk.stats)
         if chunk.external_id_field:
             return self.client.collections_upsert(
@@ -144,10 +145,12 @@ class Deliverer:
             landed_entries: list[Entry] = []
             members: list[tuple[Entry, str]] = []
             for entry, result in zip(entries, results, strict=True):
-                if result.get("success"):
-                    landed.append((_body(entry, plan), bool(result.get("created"))))
+                if result.get("success"):  # _body inline: it runs per record
+                    landed.append((entry.payload if plan is None else plan.bodies[entry.key],
+                                   bool(result.get("created"))))
                     landed_entries.append(entry)
-                    memberships = _memberships(entry, plan)
+                    memberships = (entry.memberships if plan is None
+                                   else plan.memberships[entry.key])
                     if memberships:
                         syncing = entry if memberships is entry.memberships else (
                             dataclasses.replace(entry, memberships=memberships))  # changed ones
@@ -210,10 +213,6 @@ def _body(entry: Entry, plan: LedgerPlan | None) -> dict[str, Any]:
     return entry.payload if plan is None else plan.bodies[entry.key]
 
 
-def _memberships(entry: Entry, plan: LedgerPlan | None) -> dict[str, str] | None:
-    return entry.memberships if plan is None else plan.memberships[entry.key]
-
-
 def _scrub_all(message: str, entries: list[Entry]) -> str:
     for entry in entries:
         message = scrub(message, entry.payload)
@@ -258,10 +257,11 @@ class Dispatcher:
             number = self.last_number
             self._unfinished.add(number)
             carried: list[int] = []  # a redirect chunk: the chunks whose held entries it carries
-            for entry in chunk.entries:
-                found = self._held.pop(id(entry), None)
-                if found is not None:
-                    carried.extend(found[1])
+            if self._held:  # none held, the usual case: no look-up per entry
+                for entry in chunk.entries:
+                    found = self._held.pop(id(entry), None)
+                    if found is not None:
+                        carried.extend(found[1])
             for key in keys:
                 self._keys[key] = self._keys.get(key, 0) + 1
         origins = frozenset(carried) or frozenset((number,))

@@ -85,6 +85,11 @@ class RecordMapper:
             for m in settings.mappings_for(object_type)
         )
         self.membership_path = Path(settings.segment_membership_path, flattening)
+        # the memberships object of a record; without flattening the path's own getter (no
+        # JSON text to decode), which saves a call per record
+        self._memberships: Callable[[dict[str, Any]], Any] = (
+            self._decoded_memberships if flattening else self.membership_path.get
+        )
         self.status_values = settings.segment_status_values
         self.segments = tuple(
             (
@@ -96,7 +101,7 @@ class RecordMapper:
         )
         models = {m.segment_id: m.model for m in settings.field_segments}
         self._segment_plan = tuple(
-            (segment_id, spec, status_path, self._status_converter(models[segment_id], spec))
+            (segment_id, spec, status_path, *self._status_converter(models[segment_id], spec))
             for segment_id, spec, status_path in self.segments
         )
         self.campaign_segments = tuple(
@@ -163,7 +168,7 @@ class RecordMapper:
         if not self.segments:
             return
         memberships = self._memberships(record)
-        for segment_id, spec, status_path, fit in self._segment_plan:
+        for segment_id, spec, status_path, convert, translate in self._segment_plan:
             if isinstance(memberships, dict):
                 entry = memberships.get(segment_id)
                 status = entry.get("status") if isinstance(entry, dict) else None
@@ -179,13 +184,15 @@ class RecordMapper:
                         (spec.name,),
                     )
                 )
-            payload[spec.name] = fit(status)
+            payload[spec.name] = convert(status if translate is None
+                                         else translate.get(status, status))
 
-    def _memberships(self, record: dict[str, Any]) -> Any:
-        """The memberships object; None (or another non-object) sends each segment to its own
-        status path, which also finds statuses flattened into separate keys."""
+    def _decoded_memberships(self, record: dict[str, Any]) -> Any:
+        """The memberships object, decoded when the SDK flattened it into JSON text; None (or
+        another non-object) sends each segment to its own status path, which also finds
+        statuses flattened into separate keys."""
         memberships = self.membership_path.get(record)
-        if memberships.__class__ is str and self.flattening:  # flattened into JSON text
+        if memberships.__class__ is str:
             return json_object(memberships)
         return memberships
 
@@ -211,8 +218,12 @@ class RecordMapper:
             found[segment_id] = status
         return found
 
-    def _status_converter(self, model: str, spec: FieldSpec) -> Callable[[str], Any]:
-        """Status → what the segment field receives under ``model``, built once per field."""
+    def _status_converter(self, model: str, spec: FieldSpec
+                          ) -> tuple[Callable[[str], Any], dict[str, str] | None]:
+        """Status → what the segment field receives under ``model``, built once per field: the
+        conversion, and the translation (``segment_status_values``) applied before it, if any.
+        ``map`` applies the translation itself: a wrapper function around the text fitter cost
+        a call per segment."""
         translate = self.status_values
         if model == "checkbox":
             def to_checkbox(status: str) -> bool:
@@ -222,21 +233,19 @@ class RecordMapper:
                         f"{spec.name} (a checkbox segment) cannot hold the status; expected one "
                         f"of {', '.join(SEGMENT_STATUSES)}", (spec.name,)))
                 return CHECKBOX_VALUES[status]
-            return to_checkbox
+            return to_checkbox, None
         if model == "picklist":
             allowed = frozenset(spec.picklist_values)
 
-            def to_picklist(status: str) -> str:
-                value = translate.get(status, status)
+            def to_picklist(value: str) -> str:
                 if value not in allowed:
                     raise RecordRejected(Rejection(
                         "INVALID_SEGMENT_STATUS",
                         f"{spec.name} (a picklist segment) has no value for this status",
                         (spec.name,)))
                 return value
-            return to_picklist
-        fit = self._fitter(spec)
-        return lambda status: fit(translate.get(status, status))
+            return to_picklist, translate
+        return self._fitter(spec), translate
 
     def _check_required(self, payload: dict[str, Any]) -> None:
         """A required field mapped to an empty string would blank it: refuse the record."""

@@ -167,16 +167,14 @@ class SalesforceSink(BatchSink):
             return
         existing = self._pending.get(mapped.key)
         if existing is None:
-            existing = self._index.claim(self.object_type, mapped.key, self._pending)
-            if existing is not None:  # another stream's older value: merged, then sent here
-                existing.records[-1][0].stats.merged += 1
-                existing.merge(mapped.payload, self.source, record, mapped.memberships)
-                self._pending[mapped.key] = existing
-            else:
-                entry = Entry(mapped.key, mapped.payload, [(self.source, record)],
-                              memberships=mapped.memberships)
-                self._pending[mapped.key] = entry
-            self._index.hold(self.object_type, self._pending[mapped.key], self._pending)
+            entry = Entry(mapped.key, mapped.payload, [(self.source, record)],
+                          memberships=mapped.memberships)
+            earlier = self._index.open(self.object_type, entry, self._pending)
+            if earlier is not None:  # another stream's older value: merged, then sent here
+                earlier.records[-1][0].stats.merged += 1
+                earlier.merge(mapped.payload, self.source, record, mapped.memberships)
+                entry = earlier
+            self._pending[mapped.key] = entry
         else:
             existing.merge(mapped.payload, self.source, record, mapped.memberships)
             stats.merged += 1
@@ -227,10 +225,9 @@ class SalesforceSink(BatchSink):
                     entries.append(entry)
                 else:
                     incomplete.append((entry, problem))
-            stamps: dict[str, int | None] = {}
             for key in keys:
                 del self._pending[key]
-                stamps[key] = self._index.release(self.object_type, key)
+            stamps = self._index.release_all(self.object_type, keys)
             for entry, problem in incomplete:
                 self.runtime.rejector.reject(problem, entry.key, entry.records)
             if entries and self.sieve is not None:

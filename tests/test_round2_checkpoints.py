@@ -53,12 +53,12 @@ class Pipeline:
     def read(self, key: str) -> None:
         entry = Entry(key, {"Id": key}, [(SOURCE, {})])
         self.holder[key] = entry
-        self.pending.hold("Contact", entry, self.holder)
+        assert self.pending.open("Contact", entry, self.holder) is None
 
     def send(self, *keys: str) -> None:
         for key in keys:
             del self.holder[key]
-            self.pending.release("Contact", key)
+        self.pending.release_all("Contact", keys)
         self.dispatcher.submit(Chunk(SOURCE, (), [Entry(k, {"Id": k}) for k in keys]))
 
     def safe_after(self, *landed: str) -> object:
