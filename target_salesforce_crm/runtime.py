@@ -261,7 +261,8 @@ def _bulk_delivery(settings: Settings, client: SalesforceClient, rejector: Rejec
 
 class CollectionsOnly:
     """``write_api: collections``: what ``BulkDelivery`` does then, without its modules:
-    every chunk goes to the Dispatcher, nothing is spooled."""
+    every chunk goes to the Dispatcher, nothing is held or spooled. (mypy checks that it has
+    every method of BulkDelivery that Runtime's users call: ``Runtime.bulk`` is the union.)"""
 
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.dispatcher = dispatcher
@@ -270,6 +271,10 @@ class CollectionsOnly:
     def register(self, source: Source, mapper: RecordMapper, segment_fields: tuple[str, ...],
                  external_id_field: str | None) -> None:
         """Nothing to route: no stream goes by Bulk."""
+
+    def hold_size(self, stream: str) -> int:
+        """No sink holds records back for a Bulk job."""
+        return 0
 
     def send(self, chunk: Chunk, waiting: int = 0) -> None:
         self.dispatcher.submit(chunk)
