@@ -198,20 +198,19 @@ class SalesforceSink(BatchSink):
         self._dispatch(flush=True)
 
     def _holding(self) -> bool:
-        if len(self._pending) < self._hold_size:
-            now = time.monotonic()
-            if self._hold_deadline is None:
-                self._hold_deadline = now + HOLD_SECONDS
-            if now < self._hold_deadline:
-                return True
-        self._hold_size = 0
-        return False
+        """Still holding: fewer than ``_hold_size`` records, and within HOLD_SECONDS of the
+        first check."""
+        if len(self._pending) >= self._hold_size:
+            return False
+        now = time.monotonic()
+        if self._hold_deadline is None:
+            self._hold_deadline = now + HOLD_SECONDS
+        return now < self._hold_deadline
 
     def _dispatch(self, *, flush: bool) -> None:
-        if self._hold_size:
-            if not flush and self._holding():
-                return
-            self._hold_size = 0
+        if self._hold_size and not flush and self._holding():
+            return
+        self._hold_size = 0  # a hold ends once, for good
         while len(self._pending) >= self.batch_size or (flush and self._pending):
             keys: list[str] = []
             entries: list[Entry] = []

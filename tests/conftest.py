@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from pg_server import postgres_server  # noqa: F401 - the session PostgreSQL server fixture
 
 from target_salesforce_crm.emulator import FIXTURE_CREDENTIALS, Emulator, make_id
@@ -141,3 +142,13 @@ def run_target(config: dict[str, Any], input_text: str, tmp_path: Path,
 
 
 __all__ = ["make_id"]
+
+
+def access_token(emu: Emulator) -> str:
+    """A token from the emulator's fixture login, for tests that call its API directly."""
+    answer = requests.post(f"{emu.url}/services/oauth2/token", timeout=10, data={
+        "grant_type": "password", "client_id": CREDENTIALS["client_id"],
+        "client_secret": CREDENTIALS["client_secret"], "username": CREDENTIALS["username"],
+        "password": CREDENTIALS["password"] + CREDENTIALS["security_token"]})
+    answer.raise_for_status()
+    return str(answer.json()["access_token"])

@@ -24,9 +24,9 @@ from typing import Any
 import requests
 from _reliability import LiveRun, message_lines
 from conftest import (
-    CREDENTIALS,
     SEGMENT_FIELDS,
     SEGMENTS,
+    access_token,
     base_config,
     make_id,
     profile,
@@ -135,15 +135,6 @@ def expected_org(records: list[dict], good: dict[int, str]) -> dict[str, dict]:
         if "score" in record:
             values["Loyalty_Score__c"] = float(record["score"])
     return expected
-
-
-def access_token(emu: Emulator) -> str:
-    answer = requests.post(f"{emu.url}/services/oauth2/token", timeout=10, data={
-        "grant_type": "password", "client_id": CREDENTIALS["client_id"],
-        "client_secret": CREDENTIALS["client_secret"], "username": CREDENTIALS["username"],
-        "password": CREDENTIALS["password"] + CREDENTIALS["security_token"]})
-    answer.raise_for_status()
-    return str(answer.json()["access_token"])
 
 
 def delete_records(emu: Emulator, ids: list[str]) -> None:

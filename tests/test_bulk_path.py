@@ -15,8 +15,8 @@ import requests
 from _reliability import VOLATILE_FIELDS as VOLATILE
 from _reliability import LiveRun, message_lines, snapshot
 from conftest import (
-    CREDENTIALS,
     SEGMENT_FIELDS,
+    access_token,
     base_config,
     make_id,
     profile,
@@ -248,15 +248,6 @@ def test_dry_run_forecasts_the_transport_calls_and_batches(emulator: Emulator, t
         key: stream[key] for key in ("transport", "collections_calls", "bulk_jobs",
                                      "bulk_records", "bulk_batches")}
     assert done["bulk_calls"] == emulator.stats()["bulk"]["calls"]
-
-
-def access_token(emu: Emulator) -> str:
-    answer = requests.post(f"{emu.url}/services/oauth2/token", timeout=10, data={
-        "grant_type": "password", "client_id": CREDENTIALS["client_id"],
-        "client_secret": CREDENTIALS["client_secret"], "username": CREDENTIALS["username"],
-        "password": CREDENTIALS["password"] + CREDENTIALS["security_token"]})
-    answer.raise_for_status()
-    return str(answer.json()["access_token"])
 
 
 def test_a_job_left_open_by_a_killed_run_is_left_alone(emulator: Emulator, tmp_path: Path
