@@ -8,6 +8,7 @@ fields); locked, unprocessed and unreported rows are handed back to be sent agai
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from target_salesforce_crm.salesforce.bulk import (
     JobInfo,
     parse_error,
 )
+from target_salesforce_crm.salesforce.campaigns import IDS_PER_QUERY
 from target_salesforce_crm.salesforce.errors import (
     ApiLimitReached,
     ErrorClass,
@@ -79,6 +81,8 @@ class JobResults:
         self.rejector = rejector
         self.deliverer = deliverer
         self.workdir = workdir
+        self._ledger = deliverer.ledger if deliverer else None
+        self._members: list[tuple[Entry, str]] = []  # landed, memberships not yet synced
 
     @property
     def spool(self) -> Spool:
@@ -93,6 +97,7 @@ class JobResults:
         storage_full = False
         for found in self._matched(info.id, SUCCESSFUL):
             self._landed(found)
+        self._sync_members()
         redirector = self.deliverer.redirector if self.deliverer else None
         for found in self._matched(info.id, FAILED):
             for spooled, row in found:
@@ -123,28 +128,46 @@ class JobResults:
         return retry + unreported
 
     def _landed(self, found: list[tuple[SpooledEntry, list[str]]]) -> None:
-        """Count landed rows (``sf__Created`` says created or updated) and write the campaign
-        memberships they carry, with the Id of the record written (``sf__Id``)."""
+        """Count landed rows (``sf__Created`` says created or updated) and queue the campaign
+        memberships they carry, with the Id of the record written (``sf__Id``): they are
+        synced 200 people at a time (one query each), and recorded in the sync ledger once
+        their memberships are written."""
         by_stream: dict[str, list[tuple[SpooledEntry, list[str]]]] = {}
         for spooled, row in found:
             by_stream.setdefault(spooled.stream, []).append((spooled, row))
-        campaigns = self.deliverer.campaigns if self.deliverer else None
         for stream, rows in by_stream.items():
             lane = self.lanes[stream]
             self.stats.landed(lane.source.stats,
                               [(spooled.payload, row[1] == "true") for spooled, row in rows],
                               lane.segment_fields)
-            members = [(self.entry(spooled), row[0] or spooled.key)
-                       for spooled, row in rows if spooled.memberships]
-            failed: set[str] = set()
-            if members and campaigns is not None:
-                failed = campaigns.sync(self.chunk(lane, [entry for entry, _ in members]),
-                                        members)
-            ledger = self.deliverer.ledger if self.deliverer else None
-            if ledger is not None:  # skip_unchanged: the rows successfulResults confirmed
-                ledger.record_landed(self.plan.object_type, self.plan.external_id_field,
-                                     [self.entry(spooled) for spooled, _ in rows
-                                      if spooled.key not in failed])
+        campaigns = self.deliverer.campaigns if self.deliverer else None
+        whole: list[Entry] = []  # landed with nothing more to write
+        for spooled, row in found:
+            if campaigns is not None and spooled.memberships:
+                self._members.append((self.entry(spooled), row[0] or spooled.key))
+            elif self._ledger is not None:
+                whole.append(self.entry(spooled))
+        self._record(whole, set())
+        while len(self._members) >= IDS_PER_QUERY:
+            self._sync_members(IDS_PER_QUERY)
+
+    def _sync_members(self, count: int | None = None) -> None:
+        """Sync the memberships of the first ``count`` (or all) landed rows queued."""
+        campaigns = self.deliverer.campaigns if self.deliverer else None
+        members = self._members[:count]
+        del self._members[:count]
+        if campaigns is None or not members:
+            return
+        entries = [entry for entry, _ in members]
+        lane = next(iter(self.lanes.values()))  # the object's lanes share its object type
+        campaigns.sync(self.chunk(lane, entries), members,
+                       then=functools.partial(self._record, entries))
+
+    def _record(self, entries: list[Entry], failed: set[str]) -> None:
+        """skip_unchanged: the rows successfulResults confirmed (and their memberships)."""
+        if self._ledger is not None and entries:
+            self._ledger.record_landed(self.plan.object_type, self.plan.external_id_field,
+                                       [entry for entry in entries if entry.key not in failed])
 
     def _matched(self, job_id: str, kind: str
                  ) -> Iterable[list[tuple[SpooledEntry, list[str]]]]:

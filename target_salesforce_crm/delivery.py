@@ -9,6 +9,7 @@ number every chunk is done, which is what lets a STATE go out while later calls 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -174,16 +175,11 @@ class Deliverer:
                 self.reject(entry, code, scrub(str(error.get("message") or ""), entry.payload),
                             error.get("fields") or [])
             self.stats.landed(chunk.stats, landed, chunk.segment_fields)
-            failed: set[str] = set()
+            record = functools.partial(self._record, chunk, plan, landed_entries)
             if members and self.campaigns is not None:
-                failed = self.campaigns.sync(chunk, members)
-            if self.ledger is not None:  # one transaction per call
-                recorded = [entry for entry in landed_entries if entry.key not in failed]
-                if plan is not None:
-                    self.ledger.record(plan, [entry.key for entry in recorded])
-                else:  # sent whole (the Bulk path's collections calls): all of it landed
-                    self.ledger.record_landed(chunk.object_type, chunk.external_id_field,
-                                              recorded)
+                self.campaigns.sync(chunk, members, then=record)  # maybe once pooled writes land
+            else:
+                record(set())
             if locked and not backoff.sleep():
                 for entry in locked:
                     self.reject(entry, "UNABLE_TO_LOCK_ROW",
@@ -192,6 +188,18 @@ class Deliverer:
             if locked:
                 self.stats.retried(chunk.stats, len(locked))
             entries = locked
+
+    def _record(self, chunk: Chunk, plan: LedgerPlan | None, landed: list[Entry],
+                failed: set[str]) -> None:
+        """With the sync ledger, record one call's landed entries (one transaction), but not
+        those whose membership write failed (``failed``: their keys)."""
+        if self.ledger is None:
+            return
+        recorded = [entry for entry in landed if entry.key not in failed]
+        if plan is not None:
+            self.ledger.record(plan, [entry.key for entry in recorded])
+        else:  # sent whole (the Bulk path's collections calls): all of it landed
+            self.ledger.record_landed(chunk.object_type, chunk.external_id_field, recorded)
 
     def _isolate(self, chunk: Chunk, entries: list[Entry], exc: RequestFailed,
                  plan: LedgerPlan | None) -> None:
@@ -206,6 +214,10 @@ class Deliverer:
                     exc.error_code, len(entries))
         self._send(chunk, entries[:middle], plan)
         self._send(chunk, entries[middle:], plan)
+
+
+def _nothing() -> None:
+    """Releases nothing: see ``Dispatcher.defer``."""
 
 
 def _body(entry: Entry, plan: LedgerPlan | None) -> dict[str, Any]:
@@ -223,9 +235,11 @@ class Dispatcher:
     """At most ``limit`` calls running and as many chunks ready behind them, so a freed slot is
     refilled at once; chunks sharing a record key never overlap (the later one waits).
 
-    Chunks are numbered as submitted. Chunk n is done when its call ended without a failure
-    and each entry it handed to the redirector (``held``) went out again in a redirect chunk
-    that is done too; ``done_through`` is the prefix of done chunks that STATE relies on."""
+    Chunks are numbered as submitted. Chunk n is done when its call ended without a failure,
+    each entry it handed to the redirector (``held``) went out again in a redirect chunk that
+    is done too, and the follow-up writes it pooled (``defer``) were made; ``done_through`` is
+    the prefix of done chunks that STATE relies on. ``on_idle`` writes what is pooled: the
+    barrier calls it, and so does a chunk that must wait for a pooled chunk's keys."""
 
     def __init__(self, max_concurrency: int, deliver: Callable[[Chunk], None]) -> None:
         self._deliver = deliver
@@ -242,16 +256,30 @@ class Dispatcher:
         self._unfinished: set[int] = set()  # queued, running, failed or skipped
         self._unresolved: dict[int, int] = {}  # chunk → its held entries not yet done
         self._held: dict[int, tuple[Entry, frozenset[int]]] = {}  # id(entry) → its chunks
-        self._current = threading.local()  # the chunks a worker's holds belong to
+        self._current = threading.local()  # the chunk a worker delivers, and its origins
+        self.on_idle: Callable[[], None] = lambda: None  # write what deferred chunks wait for
+        self._deferred: dict[int, int] = {}  # chunk → its pooled writes not yet made
+        self._parked: dict[int, tuple[list[tuple[str, str]], list[int]]] = {}  # keys, carried
 
     def submit(self, chunk: Chunk) -> None:
         keys = chunk.keys
         with self._cond:
+            flushed = False
             while True:
                 self._raise_failure()
-                if self._submitted < self._capacity and not any(k in self._keys for k in keys):
+                clash = any(k in self._keys for k in keys)
+                if self._submitted < self._capacity and not clash:
                     break
+                if clash and self._parked and not flushed:  # the keys may wait on a pool
+                    flushed = True
+                    self._cond.release()
+                    try:
+                        self.on_idle()
+                    finally:
+                        self._cond.acquire()
+                    continue
                 self._cond.wait()
+                flushed = False
             self._submitted += 1
             self.last_number += 1
             number = self.last_number
@@ -283,6 +311,28 @@ class Dispatcher:
             self._unfinished.discard(number)
             self._cond.notify_all()
 
+    def defer(self) -> Callable[[], None]:
+        """Called by the worker delivering a chunk: the chunk stays open (its number not done,
+        its keys taken) until the returned call, made when the pooled writes are done."""
+        number = getattr(self._current, "number", None)
+        if number is None:  # not in a dispatched chunk (a Bulk job): its owner flushes
+            return _nothing
+        with self._cond:
+            self._deferred[number] = self._deferred.get(number, 0) + 1
+        return lambda: self._settle(number)
+
+    def _settle(self, number: int) -> None:
+        with self._cond:
+            remaining = self._deferred[number] - 1
+            if remaining:
+                self._deferred[number] = remaining
+                return
+            del self._deferred[number]
+            parked = self._parked.pop(number, None)
+            if parked is not None:
+                self._finish(number, *parked)
+            self._cond.notify_all()
+
     def held(self, entry: Entry) -> None:
         """Called by the worker delivering a chunk (``Deliverer.on_hold``) just before it
         hands ``entry`` to the redirector."""
@@ -303,6 +353,7 @@ class Dispatcher:
                 failed = self._failure is not None
             if not failed:  # after a fatal error nothing more is sent; a re-run resumes
                 self._current.origins = origins
+                self._current.number = number
                 self._deliver(chunk)
                 done = True
         except BaseException as exc:
@@ -310,24 +361,36 @@ class Dispatcher:
                 if self._failure is None:
                     self._failure = exc
         finally:
+            self._current.number = None
             with self._cond:
-                if done:
-                    self._unfinished.discard(number)
-                    for origin in carried:
-                        remaining = self._unresolved[origin] - 1
-                        if remaining:
-                            self._unresolved[origin] = remaining
-                        else:
-                            del self._unresolved[origin]
                 self._running -= 1
                 self._submitted -= 1
-                for key in keys:
-                    remaining = self._keys[key] - 1
-                    if remaining:
-                        self._keys[key] = remaining
-                    else:
-                        del self._keys[key]
+                if done and number in self._deferred:
+                    self._parked[number] = (keys, carried)
+                elif done:
+                    self._finish(number, keys, carried)
+                else:
+                    self._release(keys)
                 self._cond.notify_all()
+
+    def _finish(self, number: int, keys: list[tuple[str, str]], carried: list[int]) -> None:
+        """Chunk ``number`` is done (under the lock)."""
+        self._unfinished.discard(number)
+        for origin in carried:
+            remaining = self._unresolved[origin] - 1
+            if remaining:
+                self._unresolved[origin] = remaining
+            else:
+                del self._unresolved[origin]
+        self._release(keys)
+
+    def _release(self, keys: list[tuple[str, str]]) -> None:
+        for key in keys:
+            remaining = self._keys[key] - 1
+            if remaining:
+                self._keys[key] = remaining
+            else:
+                del self._keys[key]
 
     def done_through(self) -> int:
         """The highest n such that chunks 1..n are all done (a failed or skipped chunk is
@@ -343,12 +406,16 @@ class Dispatcher:
             return {key for key in keys if (object_type, key) in self._keys}
 
     def wait_idle(self, *, raise_failure: bool = True) -> None:
-        """Block until nothing is queued or running; re-raise the first failure of any chunk."""
+        """Block until nothing is queued or running, then write what is pooled (``on_idle``,
+        unless a chunk failed: then nothing more is sent); re-raise the first failure of any
+        chunk. With ``raise_failure`` False (counting at a stop) nothing pooled is written."""
         with self._cond:
             while self._submitted:
                 self._cond.wait()
-            if raise_failure:
-                self._raise_failure()
+            if not raise_failure:
+                return
+            self._raise_failure()
+        self.on_idle()
 
     def lower_concurrency(self) -> None:
         with self._cond:

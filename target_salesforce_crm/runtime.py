@@ -128,6 +128,8 @@ class Runtime:
                             status_values=self.settings.segment_status_values,
                             remove_on_exit=self.settings.campaign_exit == "delete")
         self.deliverer.campaigns = sync
+        sync.defer = self.dispatcher.defer  # a chunk stays open until its pooled writes land
+        self.dispatcher.on_idle = sync.flush
         self.stats.sections["campaign_members"] = sync.report
         LOGGER.info("pre-flight of %d campaign segments passed", len(campaigns))
 
@@ -184,6 +186,12 @@ class Runtime:
             self.submit(chunk)
         else:
             self.bulk.send(chunk, waiting)
+
+    def write_pooled(self, max_age: float | None) -> None:
+        """Write the pooled campaign membership changes (all, or with ``max_age``, once the
+        oldest has waited that long) so a STATE held back by them can go out."""
+        if self.deliverer.campaigns is not None:
+            self.deliverer.campaigns.flush(max_age)
 
     def request_stop(self) -> None:
         """A stop signal: no Bulk job is opened from now on, an open one is aborted."""

@@ -156,7 +156,10 @@ class TargetSalesforceCRM(Target):
         still streams; every other call carries a full batch), then emit the latest safe
         STATE."""
         self._next_tick = now + self._tick_seconds
-        if now - self._last_record >= IDLE_FLUSH_SECONDS or now >= self._next_partial_flush:
+        idle = now - self._last_record >= IDLE_FLUSH_SECONDS
+        # membership writes pooled by earlier ticks' chunks: all when idle, else once stale
+        self.runtime.write_pooled(None if idle else 60 * self._MAX_RECORD_AGE_IN_MINUTES)
+        if idle or now >= self._next_partial_flush:
             self._flush_sinks()
             for redirect in self.runtime.redirector.ready(flush=True):  # moved records too
                 self.runtime.dispatcher.submit(redirect)

@@ -467,10 +467,11 @@ class Recorder:
     def ready(self, *, flush: bool) -> list[Chunk]:
         return []  # resolving the moves is the redirector's business, tested on its own
 
-    def sync(self, chunk: Chunk, landed: list[tuple[Entry, str]]) -> set[str]:
+    def sync(self, chunk: Chunk, landed: list[tuple[Entry, str]],
+             then: Callable[[set[str]], None]) -> None:
         self.synced.extend((entry.key, record_id, entry.memberships or {})
                            for entry, record_id in landed)
-        return set()  # no membership failed
+        then(set())  # no membership failed
 
 
 def test_moved_rows_are_held_for_redirect_and_memberships_synced(tmp_path: Path) -> None:

@@ -130,9 +130,10 @@ class _Campaigns:
         self.failing = failing
         self.synced: list[dict[str, dict | None]] = []
 
-    def sync(self, _chunk: Chunk, landed: list[tuple[Entry, str]]) -> set[str]:
+    def sync(self, _chunk: Chunk, landed: list[tuple[Entry, str]],
+             then: Callable[[set[str]], None]) -> None:
         self.synced.append({entry.key: entry.memberships for entry, _ in landed})
-        return {entry.key for entry, _ in landed} & self.failing
+        then({entry.key for entry, _ in landed} & self.failing)
 
 
 def test_the_deliverer_syncs_changed_memberships_and_records_only_what_fully_landed(tmp_path):

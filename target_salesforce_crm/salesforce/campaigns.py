@@ -2,17 +2,16 @@
 memberships to the wanted statuses with as few calls as Salesforce allows.
 
 Existing memberships for a batch are read with one SOQL query (every person and campaign of the
-batch in one ``IN``, paged by the client); creates, status updates and removals then go out
-through sObject Collections, up to 200 records per call. A create refused with
-``DUPLICATE_VALUE`` (someone added the member meanwhile) is resolved by reading that member
-and updating it.
+batch in one ``IN``, paged by the client); the changes they call for (creates, status updates,
+removals) go out through sObject Collections, up to 200 of one kind per call, whichever batches
+they came from (the caller pools them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from target_salesforce_crm.salesforce.client import SalesforceClient
 from target_salesforce_crm.salesforce.ids import normalize_id
@@ -32,16 +31,26 @@ class Campaign:
     statuses: frozenset[str]
 
 
-@dataclass
-class MembershipOutcome:
-    """What happened to each (person, campaign): counts, and the failures by person."""
+CREATE, UPDATE, REMOVE = "create", "update", "remove"
 
-    created_pairs: list[tuple[str, str]] = field(default_factory=list)
-    updated_pairs: list[tuple[str, str]] = field(default_factory=list)
-    removed_pairs: list[tuple[str, str]] = field(default_factory=list)
-    unchanged: int = 0
-    calls: dict[str, int] = field(default_factory=lambda: {"query": 0, "write": 0})
-    failures: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+
+@dataclass(frozen=True)
+class MemberWrite:
+    """One membership change: a CampaignMember to create or update (its record), or to remove
+    (its Id)."""
+
+    kind: str
+    pair: tuple[str, str]  # (person Id, campaign Id)
+    body: dict[str, Any] | str
+
+
+@dataclass
+class MemberChanges:
+    """What a batch of wanted memberships needs: the writes, and how many pairs already hold
+    their wanted status (or are already absent)."""
+
+    writes: list[MemberWrite] = field(default_factory=list)
+    unchanged: list[tuple[str, str]] = field(default_factory=list)
 
 
 def find_campaigns(client: SalesforceClient, references: Iterable[str]
@@ -79,65 +88,48 @@ def find_campaigns(client: SalesforceClient, references: Iterable[str]
 
 
 class MembershipWriter:
-    """Brings memberships to the wanted status for one batch of people of one object."""
+    """Reads and plans the memberships of one object's people (Contacts or Leads)."""
 
     def __init__(self, client: SalesforceClient, object_type: str) -> None:
         self.client = client
-        self.object_type = object_type
         self.person_field = PERSON_FIELD[object_type]
 
-    def sync(self, wanted: dict[tuple[str, str], str | None]) -> MembershipOutcome:
-        """``wanted[(person_id, campaign_id)]`` is the status to hold, or None to remove the
-        member. Returns counts and the failed pairs with (code, message)."""
-        outcome = MembershipOutcome()
-        existing = self._existing(list(wanted), outcome)
-        creates: list[tuple[tuple[str, str], dict[str, Any]]] = []
-        updates: list[tuple[tuple[str, str], dict[str, Any]]] = []
-        removals: list[tuple[tuple[str, str], str]] = []
+    def changes(self, wanted: dict[tuple[str, str], str | None],
+                existing: dict[tuple[str, str], tuple[str, str]]) -> MemberChanges:
+        """``wanted[(person_id, campaign_id)]`` is the status to hold, or None for no member;
+        ``existing`` what ``existing()`` found."""
+        changes = MemberChanges()
         for pair, status in wanted.items():
             member = existing.get(pair)
             if status is None:
-                if member is not None:
-                    removals.append((pair, member[0]))
-                else:
-                    outcome.unchanged += 1
-            elif member is None:
-                creates.append((pair, {"attributes": {"type": "CampaignMember"},
-                                       "CampaignId": pair[1], self.person_field: pair[0],
-                                       "Status": status}))
-            elif member[1] != status:
-                updates.append((pair, {"attributes": {"type": "CampaignMember"},
-                                       "id": member[0], "Status": status}))
-            else:
-                outcome.unchanged += 1
-        duplicates = self._write(creates, self.client.collections_create, outcome,
-                                 outcome.created_pairs)
-        if duplicates:  # created by someone else meanwhile: read them and update instead
-            again = self._existing([pair for pair, _ in duplicates], outcome)
-            for pair, record in duplicates:
-                member = again.get(pair)
                 if member is None:
-                    outcome.failures[pair] = ("DUPLICATE_VALUE", "Already a campaign member.")
-                elif member[1] == record["Status"]:
-                    outcome.unchanged += 1
+                    changes.unchanged.append(pair)
                 else:
-                    updates.append((pair, {"attributes": {"type": "CampaignMember"},
-                                           "id": member[0], "Status": record["Status"]}))
-        self._write(updates, self.client.collections_update, outcome, outcome.updated_pairs)
-        self._remove(removals, outcome)
-        return outcome
+                    changes.writes.append(MemberWrite(REMOVE, pair, member[0]))
+            elif member is None:
+                changes.writes.append(MemberWrite(CREATE, pair, {
+                    "attributes": {"type": "CampaignMember"}, "CampaignId": pair[1],
+                    self.person_field: pair[0], "Status": status}))
+            elif member[1] != status:
+                changes.writes.append(MemberWrite(UPDATE, pair, {
+                    "attributes": {"type": "CampaignMember"}, "id": member[0],
+                    "Status": status}))
+            else:
+                changes.unchanged.append(pair)
+        return changes
 
-    def _existing(self, pairs: list[tuple[str, str]], outcome: MembershipOutcome
-                  ) -> dict[tuple[str, str], tuple[str, str]]:
-        """(person, campaign) → (member Id, Status), for the people and campaigns of
-        ``pairs``, one query per 200 people."""
+    def existing(self, pairs: list[tuple[str, str]]
+                 ) -> tuple[dict[tuple[str, str], tuple[str, str]], int]:
+        """(person, campaign) → (member Id, Status) for ``pairs``, and the queries it took:
+        one per 200 people, all the pairs' campaigns in the same query."""
         people = list(dict.fromkeys(person for person, _ in pairs))
         campaigns = list(dict.fromkeys(campaign for _, campaign in pairs))
         wanted = set(pairs)
         found: dict[tuple[str, str], tuple[str, str]] = {}
+        queries = 0
         for start in range(0, len(people), IDS_PER_QUERY):
             batch = people[start:start + IDS_PER_QUERY]
-            outcome.calls["query"] += 1
+            queries += 1
             rows = self.client.query(
                 f"SELECT Id, CampaignId, {self.person_field}, Status FROM CampaignMember "  # noqa: S608
                 f"WHERE CampaignId IN ({quoted(campaigns)}) "
@@ -147,39 +139,31 @@ class MembershipWriter:
                 pair = (str(row.get(self.person_field)), str(row.get("CampaignId")))
                 if pair in wanted:
                     found[pair] = (str(row["Id"]), str(row.get("Status") or ""))
-        return found
+        return found, queries
 
-    def _write(self, items: list[tuple[tuple[str, str], dict[str, Any]]], send: Any,
-               outcome: MembershipOutcome, done: list[tuple[str, str]]
-               ) -> list[tuple[tuple[str, str], dict[str, Any]]]:
-        duplicates = []
-        for start in range(0, len(items), RECORDS_PER_CALL):
-            batch = items[start:start + RECORDS_PER_CALL]
-            outcome.calls["write"] += 1
-            results = send([record for _, record in batch])
-            for (pair, record), result in zip(batch, results, strict=True):
-                if result.get("success"):
-                    done.append(pair)
-                    continue
-                code, message = _error(result)
-                if code == "DUPLICATE_VALUE" and done is outcome.created_pairs:
-                    duplicates.append((pair, record))
-                else:
-                    outcome.failures[pair] = (code, message)
-        return duplicates
 
-    def _remove(self, removals: list[tuple[tuple[str, str], str]],
-                outcome: MembershipOutcome) -> None:
-        for start in range(0, len(removals), RECORDS_PER_CALL):
-            batch = removals[start:start + RECORDS_PER_CALL]
-            outcome.calls["write"] += 1
-            results = self.client.collections_delete([member for _, member in batch])
-            for (pair, _), result in zip(batch, results, strict=True):
-                code, message = ("", "") if result.get("success") else _error(result)
-                if result.get("success") or code in GONE_CODES:
-                    outcome.removed_pairs.append(pair)
-                else:
-                    outcome.failures[pair] = (code, message)
+def write_members(client: SalesforceClient, kind: str, writes: list[MemberWrite]
+                  ) -> list[tuple[str, str] | None]:
+    """One sObject Collections call for up to 200 writes of one kind (any object's people):
+    per write, None when it took effect, else (error code, message). Removing a member
+    already gone is what was wanted."""
+    if len(writes) > RECORDS_PER_CALL:
+        raise ValueError(f"{len(writes)} CampaignMember writes for one call (at most "
+                         f"{RECORDS_PER_CALL})")
+    if kind == REMOVE:
+        results = client.collections_delete([str(write.body) for write in writes])
+    else:
+        records = [cast("dict[str, Any]", write.body) for write in writes]
+        send = client.collections_create if kind == CREATE else client.collections_update
+        results = send(records)
+    outcomes: list[tuple[str, str] | None] = []
+    for result in results:
+        if result.get("success"):
+            outcomes.append(None)
+            continue
+        code, message = _error(result)
+        outcomes.append(None if kind == REMOVE and code in GONE_CODES else (code, message))
+    return outcomes
 
 
 def _error(result: dict[str, Any]) -> tuple[str, str]:
