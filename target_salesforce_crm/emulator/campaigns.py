@@ -55,15 +55,26 @@ def statuses(org: Org, campaign_key: str, scratch: dict[Any, Any]) -> list[dict[
     return cached
 
 
-def _member_pairs(org: Org, scratch: dict[Any, Any]) -> set[tuple[str | None, str | None]]:
-    """(campaign key, contact or lead key) of every live member, built once per request."""
-    pairs = scratch.get("pairs")
-    if pairs is None:
-        pairs = {(_key(member.get("CampaignId")), _key(member.get(who)))
-                 for member in org.store["CampaignMember"].values() for who in _WHO
-                 if member.get(who)}
-        scratch["pairs"] = pairs
-    return pairs
+def _live_members(org: Org, who: tuple[str, ...], person_key: str | None) -> list[str]:
+    """Keys of the live members naming the person in any of `who`, in store order."""
+    index = org.references["CampaignMember"]
+    members = org.store["CampaignMember"]
+    found: set[str] = set()
+    for name in who:
+        found.update(key for key in index.holders(name, [person_key] if person_key else [])
+                     if key in members)
+    return index.in_order(found)
+
+
+def _is_member(org: Org, pair: tuple[str, str | None], scratch: dict[Any, Any]) -> bool:
+    """Whether the person is a live member of the campaign already, or became one earlier in
+    this request."""
+    if pair in scratch.setdefault("pairs", set()):
+        return True
+    campaign_key, person_key = pair
+    members = org.store["CampaignMember"]
+    return any(_key(members[key].get("CampaignId")) == campaign_key
+               for key in _live_members(org, _WHO, person_key))
 
 
 def _apply_status(org: Org, prep: Prepared, campaign_key: str, scratch: dict[Any, Any],
@@ -115,12 +126,11 @@ def member_rule(org: Org, prep: Prepared, scratch: dict[Any, Any]) -> list[Error
     if person.get("IsConverted") is True:
         return [record_error("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead")]
     pair = (campaign_key, _key(values[who]))
-    pairs = _member_pairs(org, scratch)
-    if pair in pairs:
+    if _is_member(org, pair, scratch):
         return [record_error("DUPLICATE_VALUE", ALREADY_MEMBER)]
     errors = _apply_status(org, prep, campaign_key, scratch, None)
     if not errors:
-        pairs.add(pair)
+        scratch["pairs"].add(pair)
         values["LeadOrContactId"] = values[who]
     return errors
 
@@ -194,28 +204,28 @@ def convert_members(org: Org, lead_key: str, contact_id: str) -> None:
     """A converted Lead's memberships keep LeadId and gain the Contact (§3.2, [I])."""
     if "CampaignMember" not in org.schemas:
         return
-    for member in org.store["CampaignMember"].values():
-        if _key(member.get("LeadId")) == lead_key and not member.get("ContactId"):
-            member["ContactId"] = contact_id
+    schema = org.schemas["CampaignMember"]
+    for key in _live_members(org, ("LeadId",), lead_key):
+        if not org.store["CampaignMember"][key].get("ContactId"):
+            org.assign(schema, key, {"ContactId": contact_id})
 
 
 def _move_members(org: Org, who: str, from_key: str, to_id: str, now: str) -> None:
     members = org.store["CampaignMember"]
     schema = org.schemas["CampaignMember"]
-    taken = {_key(m.get("CampaignId")) for m in members.values()
-             if _key(m.get(who)) == parse_id(to_id)}
-    for key, member in list(members.items()):
-        if _key(member.get(who)) != from_key:
-            continue
-        if _key(member.get("CampaignId")) in taken:
+    taken = {_key(members[key].get("CampaignId"))
+             for key in _live_members(org, (who,), parse_id(to_id))}
+    for key in _live_members(org, (who,), from_key):
+        if _key(members[key].get("CampaignId")) in taken:
             org.soft_delete(schema, key, now)
         else:
-            member[who] = to_id
-            member["LeadOrContactId"] = to_id
+            org.assign(schema, key, {who: to_id, "LeadOrContactId": to_id})
 
 
 Rule = Callable[["Org", "Prepared", dict[Any, Any]], list[Error]]
 AfterWrite = Callable[["Org", "SObjectSchema", dict[str, Any], bool], None]
 RULES: dict[str, Rule] = {"CampaignMember": member_rule, "CampaignMemberStatus": status_rule}
+# reference fields `Org` indexes (references.py): members by campaign and by person
+REFERENCES: dict[str, tuple[str, ...]] = {"CampaignMember": ("CampaignId", "ContactId", "LeadId")}
 AFTER_WRITE: dict[str, AfterWrite] = {"Campaign": _campaign_created,
                                       "CampaignMemberStatus": _status_written}

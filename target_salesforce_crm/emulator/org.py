@@ -18,6 +18,7 @@ from . import campaigns, permissions
 from .faults import BULK_BATCH_ALLOCATION, FaultSettings
 from .ids import make_id, parse_id, to_18
 from .options import CUSTOM_FIELD_LIMIT, MAX_URI_BYTES, QUERY_BATCH_SIZE
+from .references import ReferenceIndex
 from .schema import FieldSpec, SObjectSchema
 
 RECEIVED_KEPT = 10_000  # field names of the last records sent to collections, for tests
@@ -57,6 +58,9 @@ class Org:
             name: {spec.name: {} for spec in schema.external_id_fields()}
             for name, schema in schemas.items()
         }
+        # record keys by reference field (references.py); inert for objects that declare none
+        self.references = {name: ReferenceIndex(campaigns.REFERENCES.get(name, ()))
+                           for name in schemas}
         self._counters = {schema.key_prefix: 0 for schema in schemas.values()}
         self._defaults = {name: _defaults(schema) for name, schema in schemas.items()}
         self.api_usage = faults.initial_api_usage
@@ -265,6 +269,7 @@ class Org:
             derive(record)
         self.store[schema.name][key] = record
         self._index(schema, key, record, add=True)
+        self.references[schema.name].add(key, record)
         if record.get("IsConverted") is True:
             self.converted_leads.add(key)
         hook = self.after_write.get(schema.name)
@@ -281,7 +286,12 @@ class Org:
                   if _moves(index, key, record.get(name), values.get(name, record.get(name)))]
         for name in moved:
             self._index_field(indexes[name], key, record.get(name), add=False)
+        references = self.references[schema.name]
+        before = None if values.keys().isdisjoint(references.fields) \
+            else references.values(record)
         record.update(values)
+        if before is not None:
+            references.changed(key, before, record)
         record["LastModifiedDate"] = now
         if not values.keys().isdisjoint(DERIVED_INPUTS):
             derive(record)
@@ -292,9 +302,18 @@ class Org:
             hook(self, schema, record, False)
         return str(record["Id"])
 
+    def assign(self, schema: SObjectSchema, key: str, values: dict[str, Any]) -> None:
+        """Set fields of a live record in place, as the org's own follow-ups to a merge or a
+        conversion do: no LastModifiedDate, no hooks, the reference index kept."""
+        record = self.store[schema.name][key]
+        before = self.references[schema.name].values(record)
+        record.update(values)
+        self.references[schema.name].changed(key, before, record)
+
     def delete(self, schema: SObjectSchema, key: str) -> None:
         record = self.store[schema.name].pop(key)
         self._index(schema, key, record, add=False)
+        self.references[schema.name].remove(key, record)
 
     def soft_delete(self, schema: SObjectSchema, key: str, now: str,
                     master_id: str | None = None) -> dict[str, Any]:
@@ -304,6 +323,7 @@ class Org:
         self.converted_leads.discard(key)
         record.update(IsDeleted=True, MasterRecordId=master_id, LastModifiedDate=now)
         self.deleted[schema.name][key] = record
+        self.references[schema.name].moved(key)
         hook = self.after_delete.get(schema.name)
         if hook is not None:
             hook(self, schema, record, False)
@@ -314,6 +334,7 @@ class Org:
         record.update(IsDeleted=False, MasterRecordId=None, LastModifiedDate=now)
         self.store[schema.name][key] = record
         self._index(schema, key, record, add=True)
+        self.references[schema.name].moved(key)
         if record.get("IsConverted") is True:
             self.converted_leads.add(key)
         hook = self.after_write.get(schema.name)
@@ -322,7 +343,7 @@ class Org:
 
     def purge(self, schema: SObjectSchema, key: str) -> None:
         """Empty a record out of the Recycle Bin: gone from queryAll too."""
-        del self.deleted[schema.name][key]
+        self.references[schema.name].remove(key, self.deleted[schema.name].pop(key))
 
     def replace_schema(self, schema: SObjectSchema) -> None:
         """Swap in a rebuilt describe of an object (a field appeared, or its access changed)."""
@@ -376,8 +397,8 @@ class Org:
                     values[spec.name] = value
                 if key is not None and key in self.store[schema.name]:
                     self.delete(schema, key)
-                if key is not None:
-                    self.deleted[schema.name].pop(key, None)
+                if key is not None and key in self.deleted[schema.name]:
+                    self.purge(schema, key)
                 ids.append(self.insert(schema, values, now, key=key))
                 if values.get("IsDeleted") is True:
                     self.soft_delete(schema, ids[-1][:15], now, values.get("MasterRecordId"))

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-from .ids import make_id, parse_id
+from .ids import make_id
 from .prepare import RequestError
+from .references import ReferenceIndex, reference_key
 from .schema import FieldSpec, SObjectSchema
 from .soql import LIKE_ESCAPE, Condition, Junction, Negation, Query, parse
 
@@ -64,7 +65,7 @@ def comparable(spec: FieldSpec) -> Callable[[Any], Any]:
         if value is None or value == "":
             return None
         if kind in ("id", "reference"):
-            return parse_id(value) or str(value)
+            return reference_key(value)
         if kind == "boolean":
             return bool(value)
         if kind in ("double", "int", "currency", "percent"):
@@ -138,6 +139,51 @@ def predicate(node: Any) -> Predicate:
     return lambda record: any(part(record) for part in parts)
 
 
+def _pinned(node: Any) -> list[Condition]:
+    """The `=` and `IN` conditions every matching record must meet: the WHERE clause itself,
+    or the parts of an AND (nested ANDs included)."""
+    if isinstance(node, Condition):
+        return [node] if node.op in ("=", "in") else []
+    if isinstance(node, Junction) and node.kind == "and":
+        return [cond for part in node.parts for cond in _pinned(part)]
+    return []
+
+
+def _narrowed(index: ReferenceIndex, where: Any) -> set[str] | None:
+    """Keys of the only records that can match, from the object's reference index, when the
+    WHERE clause pins an Id or an indexed field to non-null values; None when it does not."""
+    best: tuple[int, str, set[str]] | None = None
+    for cond in _pinned(where):
+        if cond.spec.type not in ("id", "reference"):
+            continue
+        wanted = {reference_key(value) for value in cond.values}
+        if None in wanted:
+            continue  # `= null` matches records the index does not hold
+        keys = {key for key in wanted if key is not None}
+        if cond.spec.name == "Id":
+            return keys
+        if cond.spec.name in index.fields:
+            size = index.size(cond.spec.name, keys)
+            if best is None or size < best[0]:
+                best = (size, cond.spec.name, keys)
+    return None if best is None else index.holders(best[1], best[2])
+
+
+def _candidates(org: Org, schema: SObjectSchema, where: Any, *, include_deleted: bool,
+                tooling: bool) -> list[dict[str, Any]]:
+    """The stored records a query tests, in store order: the live ones, then (queryAll) those
+    in the Recycle Bin; only those the reference index leaves possible when it can tell."""
+    live = org.store.get(schema.name, {})
+    deleted = org.deleted.get(schema.name, {}) if include_deleted else {}
+    index = None if tooling else org.references.get(schema.name)
+    keys = _narrowed(index, where) if index is not None and index.fields else None
+    if keys is None:
+        return [*live.values(), *deleted.values()]
+    assert index is not None
+    return [*(live[key] for key in index.in_order(keys & live.keys())),
+            *(deleted[key] for key in index.in_order(keys & deleted.keys()))]
+
+
 def _sort(records: list[dict[str, Any]], order: list[tuple[FieldSpec, bool, bool]]) -> None:
     for spec, descending, nulls_last in reversed(order):
         key = comparable(spec)
@@ -163,9 +209,8 @@ def execute(org: Org, soql: str, *, include_deleted: bool, version: int,
         query = parse(org.schemas_lower if tooling is None else tooling, soql)
         schema = query.schema
         test = predicate(query.where)
-        candidates = list(org.store.get(schema.name, {}).values())
-        if include_deleted:
-            candidates += list(org.deleted.get(schema.name, {}).values())
+        candidates = _candidates(org, schema, query.where, include_deleted=include_deleted,
+                                 tooling=tooling is not None)
         matched = [dict(record) for record in candidates if test(record)]
     if query.order:
         _sort(matched, query.order)

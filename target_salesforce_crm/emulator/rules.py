@@ -31,10 +31,12 @@ def update_blocks(org: Org, key: str | None) -> list[Error]:
 
 def slow_path(org: Org, schema: SObjectSchema) -> bool:
     """Whether writes to this object need the record-by-record checks of `dml` (the
-    all-clean commits of `clean` know nothing of converted Leads or object rules)."""
+    all-clean commits of `clean` know nothing of converted Leads, object rules or the
+    reference index)."""
     name = schema.name
+    references = org.references.get(name)
     return (bool(org.converted_leads) and name == "Lead") or name in org.rules \
-        or name in org.after_write
+        or name in org.after_write or (references is not None and bool(references.fields))
 
 
 def check_rules(org: Org, prep: Any, scratch: dict[Any, Any]) -> list[Error]:
