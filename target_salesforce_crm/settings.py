@@ -8,14 +8,17 @@ value and bound is stated here once; the schema and the messages below are built
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 # from ledger_keys, not ledger: SQLAlchemy is imported only by runs that open a ledger
 from target_salesforce_crm.ledger_keys import DEFAULT_LEDGER_URL
+from target_salesforce_crm.login_hosts import (
+    domain_login_url,
+    is_generic_login_host,
+    login_host_problem,
+)
 
 OBJECT_TYPES = ("Contact", "Lead")
 AUTH_FLOWS = ("password", "client_credentials", "jwt", "refresh_token")
@@ -90,17 +93,8 @@ REQUIRED_CREDENTIALS: dict[str, tuple[str, ...]] = {
     "refresh_token": ("client_id", "refresh_token"),
 }
 
-_MY_DOMAIN_PREFIX = (
-    r"(?!root|status)[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?"
-    r"(?:--[a-z0-9]{1,20})?"
-    r"(?:\.(?:sandbox|develop|scratch|demo|patch|trailblaze|free))?"
-)
-_MY_DOMAIN_HOST = re.compile(rf"^{_MY_DOMAIN_PREFIX}\.my\.salesforce\.com$")
-_MY_DOMAIN_BARE = re.compile(rf"^{_MY_DOMAIN_PREFIX}$")
-_GENERIC_LOGIN_HOSTS = ("login.salesforce.com", "test.salesforce.com")
 _API_VERSION = re.compile(r"^\d{2,3}\.0$")
 _FIELD_API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-_LOOPBACK_NAMES = ("localhost",)
 _OBJECT_CHOICES = ", ".join(OBJECT_TYPES)
 
 
@@ -183,46 +177,11 @@ class Settings:
         return self.field_mappings[object_type]
 
 
-def login_host_problem(login_url: str) -> str | None:
-    """Return why ``login_url`` is unsafe or malformed, or None when it is acceptable."""
-    try:
-        parts = urlsplit(login_url)
-        port = parts.port
-    except ValueError:
-        return "login_url is not a valid URL (check the host and port)"
-    host = (parts.hostname or "").lower()
-    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
-        return "login_url must not contain user information ('user@host')"
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        return "login_url must be a scheme and host only, with no path, query or fragment"
-    if parts.scheme == "http":
-        if not _is_loopback(host):
-            return (
-                "login_url uses plain http:// to a non-loopback host; http:// is only accepted "
-                "for 127.0.0.1, localhost or [::1] (the local emulator)"
-            )
-        return None
-    if parts.scheme != "https":
-        return f"login_url must start with https:// (got scheme {parts.scheme!r})"
-    if _is_loopback(host):
-        return None  # the local emulator over TLS (tests of the CA-bundle path)
-    if port not in (None, 443):
-        return "login_url must not carry a port for a Salesforce host"
-    if host in _GENERIC_LOGIN_HOSTS or _MY_DOMAIN_HOST.match(host):
-        return None
-    return (
-        "login_url host must be login.salesforce.com, test.salesforce.com or "
-        f"<name>.my.salesforce.com (got {host!r})"
-    )
-
-
 def login_url_from_domain(domain: str) -> str:
     """Turn a My Domain name or host into the token host URL; raises SettingsError."""
-    value = domain.strip().lower()
-    if value in _GENERIC_LOGIN_HOSTS or _MY_DOMAIN_HOST.match(value):
-        return f"https://{value}"
-    if _MY_DOMAIN_BARE.match(value):
-        return f"https://{value}.my.salesforce.com"
+    login_url = domain_login_url(domain)
+    if login_url is not None:
+        return login_url
     raise SettingsError(
         [
             f"domain {domain!r} is not a valid My Domain: use a bare name such as 'acme' or "
@@ -230,15 +189,6 @@ def login_url_from_domain(domain: str) -> str:
             "(letters, digits and hyphens, at most 40 characters, no scheme, path, port or '@')"
         ]
     )
-
-
-def _is_loopback(host: str) -> bool:
-    if host in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def normalize_mapping_id(mapping_id: str) -> str:
@@ -252,7 +202,7 @@ def parse_settings(config: dict[str, Any]) -> Settings:
     auth_flow = _text(config, "auth_flow")
     login_url = _resolve_login_url(config, problems)
     credentials = _collect_credentials(config, auth_flow, problems)
-    if auth_flow == "client_credentials" and urlsplit(login_url).hostname in _GENERIC_LOGIN_HOSTS:
+    if auth_flow == "client_credentials" and is_generic_login_host(login_url):
         problems.append(
             "auth_flow 'client_credentials' must log in at your My Domain (set domain, e.g. "
             "'acme'), not at login.salesforce.com or test.salesforce.com"

@@ -15,7 +15,7 @@ from conftest import SEGMENT_FIELDS, base_config, profile, run_target, seed_cont
 from tls_helpers import TlsFiles, make_tls_files
 
 from target_salesforce_crm.emulator import Emulator
-from target_salesforce_crm.settings import login_host_problem
+from target_salesforce_crm.login_hosts import login_host_problem
 
 
 @pytest.fixture(scope="module")

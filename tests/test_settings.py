@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
+from target_salesforce_crm.login_hosts import login_host_problem
 from target_salesforce_crm.settings import (
     FieldMapping,
     SegmentMapping,
     SettingsError,
-    login_host_problem,
     login_url_from_domain,
     normalize_mapping_id,
     parse_settings,
