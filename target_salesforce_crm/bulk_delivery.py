@@ -24,6 +24,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from target_salesforce_crm.bulk_forecast import DryRunForecast, job_reserve
 from target_salesforce_crm.bulk_results import (
     JobResults,
     Lane,
@@ -55,11 +56,6 @@ from target_salesforce_crm.spool import Spool, SpooledEntry, bulk_expressible, r
 from target_salesforce_crm.stats import RunStats
 
 LOGGER = logging.getLogger("target-salesforce-crm")
-TYPICAL_POLLS = 3
-JOB_CALLS = 3 + TYPICAL_POLLS + 3  # create, upload, close; polls; the three result sets
-# what auto keeps for a job when the API allowance runs low: the look at the Bulk batch
-# allowance, the job list (the first job) and, for a job slower than typical, as many polls again
-JOB_RESERVE = JOB_CALLS + 2 + TYPICAL_POLLS
 # auto's hold (``hold_size``): a sink keeps up to bulk_threshold records of a new stream for a
 # few seconds (``sinks.HOLD_SECONDS``), so a stream that reaches the threshold sends them in its
 # job rather than ~50 collections calls (1,000,000 profiles: 74 API calls without the hold, 41
@@ -87,6 +83,8 @@ class BulkDelivery:
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
         self._jobs = 0
         self._looked_for_earlier_jobs: set[str] = set()
+        self._forecast = DryRunForecast(self.bulk, settings.bulk_job_timeout_s, stats) \
+            if settings.dry_run else None
 
     # ------------------------------------------------------------------ routing
 
@@ -153,18 +151,20 @@ class BulkDelivery:
             return False
         needed = -(-pending // self.settings.batch_size)
         remaining = int(usage.max * usage.limit_percent / 100.0) - usage.used
-        if remaining - needed <= JOB_RESERVE + self.settings.max_concurrency:
+        # A sink holds little more than one chunk, so how much of the stream is still to come
+        # is unknown: what is kept for a job is what one of bulk_threshold rows (the size auto
+        # opens jobs for) costs, with polls to spare (``bulk_forecast.job_reserve``)
+        reserve = job_reserve(self.settings.bulk_threshold, self.settings.bulk_job_timeout_s)
+        if remaining - needed <= reserve + self.settings.max_concurrency:
             self.dispatcher.wait_idle()  # near the line: count the calls still in flight too
             remaining = int(usage.max * usage.limit_percent / 100.0) - usage.used
-        # a job costs about JOB_RESERVE calls whatever its size. A sink holds little more than
-        # one chunk, so how much of the stream is still to come is unknown: switch while a
-        # job is affordable, once collections would leave too little for one; with less
-        # left already, collections land what they can
-        if remaining > JOB_RESERVE and remaining - needed <= JOB_RESERVE:
+        # switch while a job is affordable, once collections would leave too little for one;
+        # with less left already, collections land what they can
+        if remaining > reserve and remaining - needed <= reserve:
             LOGGER.info("stream %s: %d API calls left within api_usage_limit_percent, %d needed "
-                        "by collections now, about %d by a Bulk job whatever follows: its "
-                        "records now go through Bulk API 2.0", lane.source.stream, remaining,
-                        needed, JOB_RESERVE)
+                        "by collections now, about %d kept for a Bulk job whatever follows: "
+                        "its records now go through Bulk API 2.0", lane.source.stream,
+                        remaining, needed, reserve)
             return True
         return False
 
@@ -274,14 +274,14 @@ class BulkDelivery:
         assert spool is not None
         lead = self._lanes[max(streams, key=lambda stream: spool.streams[stream])]
         stats = lead.source.stats
-        if self.settings.dry_run:
+        if self._forecast is not None:  # a dry run
             for spooled in spool.take(streams):
                 lane = self._lanes[spooled.stream]
                 self.stats.would_send(lane.source.stats, spooled.payload, lane.segment_fields)
             first = plan.object_type not in self._looked_for_earlier_jobs
             self._looked_for_earlier_jobs.add(plan.object_type)
-            self.stats.bulk_job(stats, calls=JOB_CALLS + first, batches=batches_for(rows),
-                                records=rows)
+            self.stats.bulk_job(stats, batches=batches_for(rows), records=rows,
+                                calls=self._forecast.job_calls(plan.object_type, rows) + first)
             return
         self._jobs += 1
         path = Path(self._dir()) / f"job-{self._jobs}.csv"

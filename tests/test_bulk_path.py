@@ -248,6 +248,7 @@ def test_dry_run_forecasts_the_transport_calls_and_batches(emulator: Emulator, t
         key: stream[key] for key in ("transport", "collections_calls", "bulk_jobs",
                                      "bulk_records", "bulk_batches")}
     assert done["bulk_calls"] == emulator.stats()["bulk"]["calls"]
+    assert done["bulk_calls"] == stream["bulk_calls"]  # 450 rows: one poll, as forecast
 
 
 def test_a_job_left_open_by_a_killed_run_is_left_alone(emulator: Emulator, tmp_path: Path

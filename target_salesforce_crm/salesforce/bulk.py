@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -30,7 +31,7 @@ ROWS_PER_BATCH = 10_000  # Salesforce charges about one DailyBulkApiBatches per 
 TERMINAL_STATES = frozenset({"JobComplete", "Failed", "Aborted"})
 PROCESSING_STATES = frozenset({"UploadComplete", "InProgress"})
 MAX_LIST_PAGES = 10  # of the org's job list, looked through for jobs still processing
-FIRST_POLL_S = 1.0
+FIRST_POLL_S = 1.0  # the wait before a closed job's first poll, growing by POLL_GROWTH
 POLL_GROWTH = 1.5
 MAX_POLL_S = 30.0
 SUCCESSFUL, FAILED, UNPROCESSED = "successfulResults", "failedResults", "unprocessedrecords"
@@ -48,6 +49,7 @@ class JobInfo:
     processed: int = 0
     failed: int = 0
     error_message: str | None = None
+    processing_ms: int = 0  # totalProcessingTime
 
     @classmethod
     def from_answer(cls, body: Any) -> JobInfo:
@@ -58,6 +60,7 @@ class JobInfo:
             processed=int(body.get("numberRecordsProcessed") or 0),
             failed=int(body.get("numberRecordsFailed") or 0),
             error_message=body.get("errorMessage") or None,
+            processing_ms=int(body.get("totalProcessingTime") or 0),
         )
 
     @property
@@ -106,11 +109,10 @@ class BulkIngest:
 
     def wait(self, job_id: str, timeout_s: float,
              on_poll: Callable[[JobInfo], None] = lambda info: None) -> JobInfo:
-        """Poll until the job ends, one GET per interval (1 s growing to 30 s); raise
-        ``BulkJobTimedOut`` (the job still running) once ``timeout_s`` has passed."""
+        """Poll until the job ends, one GET per interval (``poll_intervals``: 1 s growing to
+        30 s); raise ``BulkJobTimedOut`` (the job still running) once ``timeout_s`` has passed."""
         deadline = self._clock() + timeout_s
-        interval = FIRST_POLL_S
-        while True:
+        for interval in poll_intervals():
             remaining = deadline - self._clock()
             self._sleep(max(0.0, min(interval, remaining)))
             info = self.info(job_id)
@@ -122,7 +124,7 @@ class BulkIngest:
                     f"Bulk job {job_id} was still {info.state} after {timeout_s:g} s "
                     f"({info.processed} rows processed, {info.failed} failed)"
                 )
-            interval = min(interval * POLL_GROWTH, MAX_POLL_S)
+        raise AssertionError("unreachable: poll_intervals never ends")
 
     def results(self, job_id: str, kind: str, into: Path
                 ) -> tuple[list[str], Iterator[list[str]]]:
@@ -153,6 +155,21 @@ class BulkIngest:
                 break
             path = next_page
         return found
+
+    def last_completed(self, object_type: str) -> JobInfo | None:
+        """The org's most recently finished ``JobComplete`` ingest job on ``object_type`` (by
+        ``systemModstamp``, in the first page of ``GET jobs/ingest``), with its counters from
+        ``GET jobs/ingest/{id}`` (the list need not carry them): at most two calls."""
+        answer = self.client.call("GET", "jobs/ingest", kind="bulk")
+        records = answer.get("records") if isinstance(answer, dict) else None
+        done = [job for job in records or () if isinstance(job, dict)
+                and job.get("state") == "JobComplete" and isinstance(job.get("id"), str)
+                and job.get("jobType", "V2Ingest") == "V2Ingest"
+                and str(job.get("object", "")).lower() == object_type.lower()]
+        if not done:
+            return None
+        latest = max(done, key=lambda job: str(job.get("systemModstamp") or ""))
+        return self.info(latest["id"])
 
     def remaining_batches(self) -> int | None:
         """``DailyBulkApiBatches.Remaining`` from ``GET /limits/``, or None if not reported."""
@@ -207,6 +224,27 @@ def read_csv_file(path: Path) -> tuple[list[str], Iterator[list[str]]]:
             yield from (row for row in reader if row)
 
     return header, rows()
+
+
+def poll_intervals() -> Iterator[float]:
+    """The waits before each poll of a closed job (``BulkIngest.wait``): FIRST_POLL_S, then
+    each POLL_GROWTH times the last, up to MAX_POLL_S."""
+    interval = FIRST_POLL_S
+    while True:
+        yield interval
+        interval = min(interval * POLL_GROWTH, MAX_POLL_S)
+
+
+def polls_for(seconds: float, timeout_s: float = math.inf) -> int:
+    """How many polls ``BulkIngest.wait`` makes for a job that ends ``seconds`` after it was
+    closed (the time requests take aside); a job past ``timeout_s`` gets those until then."""
+    end = min(seconds, timeout_s)
+    elapsed = 0.0
+    for polls, interval in enumerate(poll_intervals(), start=1):
+        elapsed += interval
+        if elapsed >= end:
+            return polls
+    raise AssertionError("unreachable: poll_intervals never ends")
 
 
 def batches_for(rows: int) -> int:
