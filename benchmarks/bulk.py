@@ -9,12 +9,14 @@ From the repository root, with the dev extra installed (matplotlib draws the cha
 What it does (data, emulator process and quiet gate are ``benchmarks/run.py``'s: XDM profiles
 with 1-3 of 3 segments, each updating a seeded Contact; the emulator is a separate process):
 
-1. a dry run of the large input with ``write_api: auto``: the forecast of API calls, Bulk jobs
-   and batches from the run report;
-2. the large input with ``write_api: auto`` (default ``bulk_threshold``: the records before it
-   are held and travel in the first Bulk job with the rest), then with ``write_api: bulk``, then
-   twice by ``auto`` with ``skip_unchanged`` on one SQLite ledger: on an empty ledger, and
-   unchanged;
+1. a dry run of the large input with ``write_api: auto`` on the fresh org: the forecast of API
+   calls, Bulk jobs and batches from the run report, its polls at the default processing rate
+   (the org has no completed job to read a rate from);
+2. the large input with ``write_api: bulk``; then a second dry run by ``auto``, which reads the
+   org's rate from the latest job of that run (``bulk_forecast`` in the report); then by
+   ``write_api: auto`` (default ``bulk_threshold``: the records before it are held and travel
+   in the first Bulk job with the rest), measured against that forecast; then twice by
+   ``auto`` with ``skip_unchanged`` on one SQLite ledger: on an empty ledger, and unchanged;
 3. the small input with ``write_api: collections`` and again with ``auto``: the same records both
    ways, for wall time and CPU per record at the same emulator settings (``--latency-ms``,
    default 0, and ``--concurrency``, default 4). Collections cost exactly ceil(N/200) calls plus
@@ -169,13 +171,20 @@ def run_target(emu: base.EmulatorProcess, dataset: base.Dataset, workdir: Path, 
     return result
 
 
-def forecast_of(dry: Measured) -> dict[str, int]:
-    """The dry run's forecast: calls it made (token, describe, the look at the Bulk batch
-    allowance) plus those it reports it would make, and the Bulk batches."""
+def forecast_of(dry: Measured) -> dict[str, Any]:
+    """The dry run's forecast: calls it made that a real run makes too (token, describe, the
+    look at the Bulk batch allowance: all it made but those to find the org's processing rate)
+    plus those it reports it would make, and the Bulk batches; the rate it assumed."""
     stream = next(iter(dry.report["streams"].values()))
-    return {"calls": dry.total_calls + stream["collections_calls"] + stream["bulk_calls"],
+    section = dry.report.get("bulk_forecast") or {}
+    made = section.get("calls_made", 0)
+    rate = next(iter((section.get("rates") or {}).values()), {})
+    return {"calls": dry.total_calls - made + stream["collections_calls"] + stream["bulk_calls"],
             "collections": stream["collections_calls"], "bulk_calls": stream["bulk_calls"],
-            "jobs": stream["bulk_jobs"], "batches": stream["bulk_batches"]}
+            "jobs": stream["bulk_jobs"], "batches": stream["bulk_batches"],
+            "polls": sum(job["polls"] for job in section.get("jobs", ())),
+            "calibration_calls": made, "rate": rate.get("rows_per_second"),
+            "rate_from": rate.get("from")}
 
 
 def within(forecast: float, measured: float, share: float = 0.05) -> bool:
@@ -233,10 +242,25 @@ def verdict(ok: bool) -> str:
     return "MET " if ok else "MISS"
 
 
-def summarize(args: argparse.Namespace, dry: Measured, auto: Measured, bulk: Measured,
-              ledger_runs: list[Measured], small_auto: Measured, collections: Measured,
-              concurrency: list[Measured]) -> str:
-    forecast = forecast_of(dry)
+def forecast_lines(name: str, dry: Measured, auto: Measured) -> list[str]:
+    forecast, calls = forecast_of(dry), auto.calls
+    return [
+        f"  {name}: {forecast['rate'] or 0:,} rows/s ({forecast['rate_from']}; "
+        f"{forecast['calibration_calls']} call(s) made to find it, not counted)",
+        f"    API calls {forecast['calls']} vs {auto.total_calls} "
+        f"({(forecast['calls'] - auto.total_calls) / auto.total_calls:+.1%}); collections "
+        f"{forecast['collections']} vs {calls['collections']}; Bulk calls "
+        f"{forecast['bulk_calls']} vs {calls['bulk']}; jobs {forecast['jobs']} vs "
+        f"{calls['job_create']}; polls {forecast['polls']} vs {calls['poll']}; batches "
+        f"{forecast['batches']} vs {calls['bulk_batches']}",
+        f"    [{verdict(within(forecast['calls'], auto.total_calls))}] calls within 5%",
+        f"    [{verdict(within(forecast['batches'], calls['bulk_batches']))}] batches within 5%",
+    ]
+
+
+def summarize(args: argparse.Namespace, dry_cold: Measured, dry: Measured, auto: Measured,
+              bulk: Measured, ledger_runs: list[Measured], small_auto: Measured,
+              collections: Measured, concurrency: list[Measured]) -> str:
     calls = auto.calls
     first_half = [mb for t, mb in auto.rss_samples if t <= auto.wall / 2]
     second_half = [mb for t, mb in auto.rss_samples if t > auto.wall / 2]
@@ -275,7 +299,7 @@ def summarize(args: argparse.Namespace, dry: Measured, auto: Measured, bulk: Mea
         f"{'run':<30} {'N':>9} {'wall s':>8} {'rec/s':>8} {'CPU us/rec':>10} "
         f"{'peak RSS MB':>11} {'calls':>6}",
     ]
-    for run in (auto, bulk, *ledger_runs, small_auto, collections, dry):
+    for run in (auto, bulk, *ledger_runs, small_auto, collections, dry_cold, dry):
         lines.append(f"{run.label:<30} {run.n:>9,} {run.wall:8.1f} {run.rate:8,.0f} "
                      f"{run.cpu_us_per_record:10.1f} {run.peak_rss_mb:11.1f} "
                      f"{run.total_calls:6,}")
@@ -293,13 +317,10 @@ def summarize(args: argparse.Namespace, dry: Measured, auto: Measured, bulk: Mea
         f"N={small_auto.n:,}); sampled max {max(first_half, default=0):.1f} MB in the first half"
         f" of the run, {max(second_half, default=0):.1f} MB in the second",
         "",
-        f"dry-run forecast vs measured (N={auto.n:,}, auto):",
-        f"  API calls {forecast['calls']} vs {auto.total_calls}; collections "
-        f"{forecast['collections']} vs {calls['collections']}; Bulk calls {forecast['bulk_calls']}"
-        f" vs {calls['bulk']}; jobs {forecast['jobs']} vs {calls['job_create']}; batches "
-        f"{forecast['batches']} vs {calls['bulk_batches']} (report: {stream['bulk_batches']})",
-        f"  [{verdict(within(forecast['calls'], auto.total_calls))}] calls within 5%",
-        f"  [{verdict(within(forecast['batches'], calls['bulk_batches']))}] batches within 5%",
+        f"dry-run forecast vs measured (N={auto.n:,}, auto; report: {stream['bulk_batches']} "
+        "batches):",
+        *forecast_lines("calibrated dry run (after the bulk run)", dry, auto),
+        *forecast_lines("dry run on the fresh org", dry_cold, auto),
         "",
         f"collections at {CONCURRENCY_LATENCY_MS} ms, N={CONCURRENCY_N:,}:",
     ]
@@ -308,7 +329,8 @@ def summarize(args: argparse.Namespace, dry: Measured, auto: Measured, bulk: Mea
         lines.append(f"  max_concurrency {run.calls['concurrency']}: {run.rate:,.0f} rec/s = "
                      f"{run.rate / bound:.1%} of {bound:,.0f}; {run.net_rate:,.0f} rec/s = "
                      f"{run.net_rate / bound:.1%} without the {run.startup_wall:.1f} s start-up")
-    problems = [f"{run.label}: {run.problems}" for run in (dry, auto, bulk, *ledger_runs,
+    problems = [f"{run.label}: {run.problems}" for run in (dry_cold, dry, auto, bulk,
+                                                          *ledger_runs,
                                                           small_auto, collections, *concurrency)
                 if run.problems]
     lines.append(f"  [{verdict(not problems)}] every run correct" +
@@ -334,9 +356,12 @@ def main() -> int:
     emu = base.EmulatorProcess(big_data, workdir)  # its Contacts cover every smaller input too
     common = {"latency_ms": args.latency_ms, "concurrency": args.concurrency}
     try:
-        dry = run_target(emu, big_data, workdir, "auto, dry run", dry_run=True, **common)
-        auto = run_target(emu, big_data, workdir, "auto", write_api="auto", **common)
+        dry_cold = run_target(emu, big_data, workdir, "auto, dry run, fresh org", dry_run=True,
+                              **common)
         bulk = run_target(emu, big_data, workdir, "bulk", write_api="bulk", **common)
+        dry = run_target(emu, big_data, workdir, "auto, dry run, calibrated", dry_run=True,
+                         **common)
+        auto = run_target(emu, big_data, workdir, "auto", write_api="auto", **common)
         ledger = workdir / f"bulk_ledger_{large}.sqlite"
         ledger.unlink(missing_ok=True)
         with_ledger = {"write_api": "auto", "skip_unchanged": True,
@@ -361,7 +386,7 @@ def main() -> int:
             concurrency.append(run)
     finally:
         emu.stop()
-    summary = summarize(args, dry, auto, bulk, ledger_runs, small_auto, collections,
+    summary = summarize(args, dry_cold, dry, auto, bulk, ledger_runs, small_auto, collections,
                         concurrency)
     draw_chart(chart, auto, bulk, ledger_runs[1], concurrency)
     summary += f"\nchart: {chart}\ntotal wall time {time.perf_counter() - started:.0f} s"
