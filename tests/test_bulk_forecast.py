@@ -18,13 +18,16 @@ from conftest import SEGMENT_FIELDS, base_config, profile, run_target, seed_cont
 from target_salesforce_crm.bulk_forecast import (
     DEFAULT_RATE,
     MIN_CALIBRATION_ROWS,
+    DryRunForecast,
     ProcessingRate,
     job_reserve,
     rate_of,
 )
 from target_salesforce_crm.emulator import Emulator
 from target_salesforce_crm.salesforce.bulk import BulkIngest, JobInfo, polls_for
-from target_salesforce_crm.salesforce.errors import BulkJobTimedOut
+from target_salesforce_crm.salesforce.client import CallCounts
+from target_salesforce_crm.salesforce.errors import BulkJobTimedOut, RequestFailed
+from target_salesforce_crm.stats import RunStats
 
 
 class JobEndingAt:
@@ -95,6 +98,28 @@ def test_the_rate_comes_from_a_completed_job_large_enough_to_tell() -> None:
         rate = rate_of(info, "Contact")
         assert rate.rows_per_second == DEFAULT_RATE.rows_per_second
         assert rate.source.startswith(DEFAULT_RATE.source)
+
+
+class ListRefused:
+    """An org whose integration user may not read the job list."""
+
+    def __init__(self) -> None:
+        self.counts = CallCounts()
+
+    def call(self, method: str, path: str, body: Any = None, kind: str | None = None) -> Any:
+        self.counts.bulk += 1
+        raise RequestFailed(403, "INSUFFICIENT_ACCESS", "insufficient access rights")
+
+
+def test_a_job_list_the_dry_run_cannot_read_leaves_the_default_rate() -> None:
+    stats = RunStats(dry_run=True)
+    forecast = DryRunForecast(BulkIngest(ListRefused()), 3600, stats)  # type: ignore[arg-type]
+    assert forecast.job_calls("Contact", 50_000) == DEFAULT_RATE.job_calls(50_000, 3600)
+    assert forecast.job_calls("Contact", 10_000) == DEFAULT_RATE.job_calls(10_000, 3600)
+    report = stats.sections["bulk_forecast"]()
+    assert report["calls_made"] == 1  # one look per object and run
+    assert "INSUFFICIENT_ACCESS" in report["rates"]["Contact"]["from"]
+    assert [job["rows"] for job in report["jobs"]] == [50_000, 10_000]
 
 
 def test_a_dry_run_calibrates_from_the_orgs_last_job_and_forecasts_the_calls(
