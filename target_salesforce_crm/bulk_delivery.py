@@ -209,11 +209,15 @@ class BulkDelivery:
 
     # ------------------------------------------------------------------ the barrier
 
-    def land(self) -> None:
-        """Run every spool (before STATE, at the end): each row landed, dead-lettered, or
-        handed to the Dispatcher (the caller then waits for it to be idle)."""
+    def land(self, every: int | None = None) -> None:
+        """Run every spool (before STATE, at the end), or at a steady stream's partial flush
+        with ``every``, each spool that has waited that many such flushes: each row landed,
+        dead-lettered, or handed to the Dispatcher (the caller then waits for it to be idle)."""
         for plan in self._plans.values():
-            if plan.spool is not None and len(plan.spool):
+            if plan.spool is None or not len(plan.spool):
+                continue
+            plan.flushes_waited += 1
+            if every is None or plan.flushes_waited >= every:
                 self._run(plan)
 
     def _run(self, plan: ObjectPlan) -> None:
@@ -230,6 +234,7 @@ class BulkDelivery:
         if plan.reservation is not None:
             self.dispatcher.release(plan.reservation)
             plan.reservation = None
+        plan.flushes_waited = 0
 
     def _send_spool(self, plan: ObjectPlan) -> None:
         spool = plan.spool

@@ -61,6 +61,7 @@ class ObjectPlan:
     key_of: Callable[[str], str]
     spool: Spool | None = None
     reservation: int | None = None  # the Dispatcher number that holds STATE until it is run
+    flushes_waited: int = 0  # a steady stream's partial flushes since the spool last ran
     lanes: list[Lane] = field(default_factory=list)
 
     @property

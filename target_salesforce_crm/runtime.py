@@ -290,7 +290,7 @@ class CollectionsOnly:
     def spooled(self, object_type: str, keys: list[str]) -> set[str]:
         return set()
 
-    def land(self) -> None:
+    def land(self, every: int | None = None) -> None:
         """No spool to run."""
 
     def close(self) -> None:

@@ -57,6 +57,7 @@ class TargetSalesforceCRM(Target):
     default_sink_class = SalesforceSink
     message_reader_class = QuietSingerReader
     _MAX_RECORD_AGE_IN_MINUTES = 1.0
+    _BULK_JOB_AGES = 10  # while RECORDs keep coming, a Bulk spool runs every 10th max age
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         self._finished = False
@@ -111,10 +112,12 @@ class TargetSalesforceCRM(Target):
         sinks = [*self._sinks_to_clear, *self._sinks_active.values()]
         return [sink for sink in sinks if isinstance(sink, SalesforceSink)]
 
-    def _flush_sinks(self) -> None:
+    def _flush_sinks(self, bulk_every: int | None = None) -> None:
+        """Send every sink's partial chunk, and run the Bulk spools (with ``bulk_every``: those
+        that have waited that many of these flushes)."""
         for sink in self._our_sinks():
             sink.flush()
-        self.runtime.bulk.land()  # spooled records go out as Bulk jobs at the same moments
+        self.runtime.bulk.land(bulk_every)
 
     def get_sink(self, stream_name: str, *, record: dict | None = None,
                  schema: dict | None = None, key_properties: t.Sequence[str] | None = None
@@ -160,7 +163,9 @@ class TargetSalesforceCRM(Target):
         # membership writes pooled by earlier ticks' chunks: all when idle, else once stale
         self.runtime.write_pooled(None if idle else 60 * self._MAX_RECORD_AGE_IN_MINUTES)
         if idle or now >= self._next_partial_flush:
-            self._flush_sinks()
+            # a steady stream: a Bulk job (a dozen calls or more) only every _BULK_JOB_AGES
+            # max ages, so a fast input read for minutes fills one job instead of one a minute
+            self._flush_sinks(None if idle else self._BULK_JOB_AGES)
             for redirect in self.runtime.redirector.ready(flush=True):  # moved records too
                 self.runtime.dispatcher.submit(redirect)
             # counted from the end: a flush that ran a Bulk job for minutes is not followed

@@ -29,9 +29,11 @@ SEGMENT_PATHS = {"seg-loyal": "Seg_Loyal__c", "seg-churn": "Seg_Churn_Risk__c",
 _LAUNCHER = (
     "import sys\n"
     "from target_salesforce_crm.target import TargetSalesforceCRM as T\n"
-    "age = sys.argv.pop(1)\n"
+    "age, ages = sys.argv.pop(1), sys.argv.pop(1)\n"
     "if age != '-':\n"
     "    T._MAX_RECORD_AGE_IN_MINUTES = float(age)\n"
+    "if ages != '-':\n"
+    "    T._BULK_JOB_AGES = int(ages)\n"
     "T.cli()\n"
 )
 
@@ -97,9 +99,13 @@ def write_config(config: dict[str, Any], directory: Path) -> Path:
     return path
 
 
-def cli_command(config_path: Path, *, max_record_age_minutes: float | None = None) -> list[str]:
+def cli_command(config_path: Path, *, max_record_age_minutes: float | None = None,
+                bulk_job_ages: int | None = None) -> list[str]:
+    """The CLI, optionally with the max record age lowered (STATE and partial chunks more
+    often) and with a Bulk spool run every ``bulk_job_ages`` max ages of a steady stream."""
     age = "-" if max_record_age_minutes is None else repr(max_record_age_minutes)
-    return [sys.executable, "-c", _LAUNCHER, age, "--config", str(config_path)]
+    ages = "-" if bulk_job_ages is None else str(bulk_job_ages)
+    return [sys.executable, "-c", _LAUNCHER, age, ages, "--config", str(config_path)]
 
 
 def message_lines(text: str) -> list[str]:
@@ -123,7 +129,8 @@ class LiveRun:
 
     def __init__(self, config: dict[str, Any], directory: Path, lines: list[str], *,
                  lines_per_tick: int = 20, tick_seconds: float = 0.015,
-                 max_record_age_minutes: float | None = None) -> None:
+                 max_record_age_minutes: float | None = None,
+                 bulk_job_ages: int | None = None) -> None:
         self.directory = directory
         self.lines = lines
         self.fed = 0
@@ -132,7 +139,8 @@ class LiveRun:
         config_path = write_config(config, directory)
         self._stderr = self.stderr_path.open("w")
         self.process = subprocess.Popen(
-            cli_command(config_path, max_record_age_minutes=max_record_age_minutes),
+            cli_command(config_path, max_record_age_minutes=max_record_age_minutes,
+                        bulk_job_ages=bulk_job_ages),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
             cwd=directory, env=dict(os.environ),
         )

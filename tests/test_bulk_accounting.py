@@ -278,7 +278,8 @@ def test_a_long_job_is_not_followed_at_once_by_a_job_of_a_few_records(tmp_path: 
         records = [profile(record_id, n) for n, record_id in enumerate(ids)]
         lines = message_lines(singer_lines("contacts", records, state_every=100))
         live = LiveRun(base_config(emu, tmp_path, write_api="bulk"), tmp_path, lines,
-                       lines_per_tick=40, tick_seconds=0.04, max_record_age_minutes=0.02)
+                       lines_per_tick=40, tick_seconds=0.04, max_record_age_minutes=0.02,
+                       bulk_job_ages=1)
         assert live.finish(timeout=180) == 0, live.stderr[-3000:]
         assert all_landed(emu, ids)
         jobs = requests.get(f"{emu.url}/services/data/v63.0/jobs/ingest", timeout=10,

@@ -1,15 +1,15 @@
 """kill -9 during a Bulk API 2.0 job, then a re-run from the last STATE: the org ends as after
 one clean run (SPEC §3 "Delivery": at-least-once, STATE only for what landed).
 
-The real CLI is fed slowly with a lowered max record age, so the spool goes out as a job about
-every second and STATEs follow each job. Once a STATE is out, the emulator is made slow in
-one phase of the next job (its answers held for seconds, or its rows processed slowly); the
-phase is seen in the emulator's ``/__emulator__/stats`` Bulk counters and the target is killed
-with SIGKILL there: while its upload is unanswered, while it polls a job that keeps running, or
-between the result sets it reads. A tap then resumes after the last STATE the target printed.
-The input sends every profile twice, the second time with newer values, so a stale write
-anywhere (a replay landing before the records it should follow, a killed run's job landing
-after the re-run) shows in the comparison.
+The real CLI is fed slowly with a lowered max record age (and a spool run at each one, not every
+tenth), so the spool goes out as a job about every second and STATEs follow each job. Once a
+STATE is out, the emulator is made slow in one phase of the next job (its answers held for
+seconds, or its rows processed slowly); the phase is seen in the emulator's
+``/__emulator__/stats`` Bulk counters and the target is killed with SIGKILL there: while its
+upload is unanswered, while it polls a job that keeps running, or between the result sets it
+reads. A tap then resumes after the last STATE the target printed. The input sends every profile
+twice, the second time with newer values, so a stale write anywhere (a replay landing before the
+records it should follow, a killed run's job landing after the re-run) shows in the comparison.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def test_sigkill_during_a_bulk_job_then_resume_equals_a_clean_run(
         killed.mkdir()
         live = LiveRun(base_config(emu, killed, write_api="bulk"), killed, lines,
                        lines_per_tick=10, tick_seconds=0.04,
-                       max_record_age_minutes=AGE_MINUTES)
+                       max_record_age_minutes=AGE_MINUTES, bulk_job_ages=1)
         live.wait_until(lambda: len(live.states) >= 1, timeout=120)
         PHASES[phase](emu, live)
         live.signal(signal.SIGKILL)

@@ -423,6 +423,22 @@ def test_moved_records_refused_in_a_job_are_followed_as_collections_follow_them(
     assert stream["bulk_jobs"] == 1
 
 
+def test_a_steady_stream_fills_one_job_rather_than_one_per_max_age(tmp_path: Path) -> None:
+    """While RECORDs keep coming, partial chunks still go out once per max record age, but a
+    Bulk spool runs only once _BULK_JOB_AGES (10) max ages old: an input read in about 5 max
+    ages makes one job, not five (each costs a dozen calls or more)."""
+    with Emulator(segment_fields=SEGMENT_FIELDS) as emu:
+        ids = seed_contacts(emu, 3000)
+        records = [profile(record_id, n) for n, record_id in enumerate(ids)]
+        lines = message_lines(singer_lines("contacts", records, state_every=100))
+        live = LiveRun(base_config(emu, tmp_path, write_api="bulk"), tmp_path, lines,
+                       lines_per_tick=40, tick_seconds=0.04, max_record_age_minutes=0.01)
+        assert live.finish(timeout=180) == 0, live.stderr[-3000:]
+        assert all_landed(emu, ids)
+        assert emu.stats()["bulk"]["jobs_completed"] == 1
+        assert live.states[-1] == {"offset": 3000}
+
+
 def test_state_waits_for_the_job_carrying_its_records(tmp_path: Path) -> None:
     with Emulator(segment_fields=SEGMENT_FIELDS) as emu:
         ids = seed_contacts(emu, 3000)
@@ -431,7 +447,7 @@ def test_state_waits_for_the_job_carrying_its_records(tmp_path: Path) -> None:
         lines = message_lines(singer_lines("contacts", records, state_every=100))
         # partial chunks (and so the spool) go out every 1.2 s, as a Bulk job each
         live = LiveRun(config, tmp_path, lines, lines_per_tick=10, tick_seconds=0.05,
-                       max_record_age_minutes=0.02)
+                       max_record_age_minutes=0.02, bulk_job_ages=1)
         live.wait_until(lambda: len(live.states) >= 2, timeout=120)
         live.signal(signal.SIGKILL)
         live.finish()

@@ -78,8 +78,9 @@ def test_hard_daily_limit_stops_cleanly_and_a_rerun_from_state_completes(clean_o
         lines = message_lines(text)
         config = base_config(emu, tmp_path, batch_size=100, max_concurrency=2,
                              api_usage_limit_percent=100)
+        # (auto switches to Bulk near the line: a job at each lowered max age, so STATE streams)
         live = LiveRun(config, tmp_path, lines, lines_per_tick=200, tick_seconds=0.01,
-                       max_record_age_minutes=0.004)
+                       max_record_age_minutes=0.004, bulk_job_ages=1)
         # once a STATE is out, other integrations use up the rest of the org's allocation
         live.wait_until(lambda: live.states)
         emu.set_faults(initial_api_usage=30)
