@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -216,6 +216,16 @@ class Deliverer:
         self._send(chunk, entries[middle:], plan)
 
 
+def _count_down(counts: dict[Any, int], keys: Iterable[Any]) -> None:
+    """One less of each key; a key at zero leaves ``counts``."""
+    for key in keys:
+        remaining = counts[key] - 1
+        if remaining:
+            counts[key] = remaining
+        else:
+            del counts[key]
+
+
 def _nothing() -> None:
     """Releases nothing: see ``Dispatcher.defer``."""
 
@@ -376,21 +386,11 @@ class Dispatcher:
     def _finish(self, number: int, keys: list[tuple[str, str]], carried: list[int]) -> None:
         """Chunk ``number`` is done (under the lock)."""
         self._unfinished.discard(number)
-        for origin in carried:
-            remaining = self._unresolved[origin] - 1
-            if remaining:
-                self._unresolved[origin] = remaining
-            else:
-                del self._unresolved[origin]
+        _count_down(self._unresolved, carried)
         self._release(keys)
 
     def _release(self, keys: list[tuple[str, str]]) -> None:
-        for key in keys:
-            remaining = self._keys[key] - 1
-            if remaining:
-                self._keys[key] = remaining
-            else:
-                del self._keys[key]
+        _count_down(self._keys, keys)
 
     def done_through(self) -> int:
         """The highest n such that chunks 1..n are all done (a failed or skipped chunk is
