@@ -83,6 +83,7 @@ class JobResults:
         self.deliverer = deliverer
         self.workdir = workdir
         self._ledger = deliverer.ledger if deliverer else None
+        self._campaigns = deliverer.campaigns if deliverer else None
         self._members: list[tuple[Entry, str]] = []  # landed, memberships not yet synced
 
     @property
@@ -141,10 +142,9 @@ class JobResults:
             self.stats.landed(lane.source.stats,
                               [(spooled.payload, row[1] == "true") for spooled, row in rows],
                               lane.segment_fields)
-        campaigns = self.deliverer.campaigns if self.deliverer else None
         whole: list[Entry] = []  # landed with nothing more to write
         for spooled, row in found:
-            if campaigns is not None and spooled.memberships:
+            if self._campaigns is not None and spooled.memberships:
                 self._members.append((self.entry(spooled), row[0] or spooled.key))
             elif self._ledger is not None:
                 whole.append(self.entry(spooled))
@@ -154,14 +154,13 @@ class JobResults:
 
     def _sync_members(self, count: int | None = None) -> None:
         """Sync the memberships of the first ``count`` (or all) landed rows queued."""
-        campaigns = self.deliverer.campaigns if self.deliverer else None
         members = self._members[:count]
         del self._members[:count]
-        if campaigns is None or not members:
+        if self._campaigns is None or not members:
             return
         entries = [entry for entry, _ in members]
         lane = next(iter(self.lanes.values()))  # the object's lanes share its object type
-        campaigns.sync(self.chunk(lane, entries), members,
+        self._campaigns.sync(self.chunk(lane, entries), members,
                        then=functools.partial(self._record, entries))
 
     def _record(self, entries: list[Entry], failed: set[str]) -> None:
@@ -178,7 +177,7 @@ class JobResults:
         header, rows = self.bulk.results(job_id, kind, path)
         key_index = [name.lower() for name in header].index(self.plan.key_column.lower())
         # landed rows need their source records only to report a campaign membership failure
-        records = kind != SUCCESSFUL or bool(self.deliverer and self.deliverer.campaigns)
+        records = kind != SUCCESSFUL or self._campaigns is not None
         batch: list[list[str]] = []
         for row in rows:
             batch.append(row)

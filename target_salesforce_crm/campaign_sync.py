@@ -16,6 +16,7 @@ its field update stands.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import Counter
@@ -183,24 +184,20 @@ class CampaignSync:
         members and pool an update where the status differs."""
         updates = []
         for object_type in dict.fromkeys(item.object_type for item in items):
-            group = [item for item in items if item.object_type == object_type]
-            existing, queries = MembershipWriter(self.client, object_type).existing(
-                [item.write.pair for item in group])
+            group = {item.write.pair: item for item in items if item.object_type == object_type}
+            writer = MembershipWriter(self.client, object_type)
+            existing, queries = writer.existing(list(group))
             with self._lock:
                 self.calls["membership_queries"] += queries
-            for item in group:
-                member = existing.get(item.write.pair)
-                status = str(item.write.body["Status"])  # type: ignore[index]
-                if member is None:
-                    self._failed(item, "DUPLICATE_VALUE", "Already a campaign member.")
-                elif member[1] == status:
-                    self._done(item, None)
+            changes = writer.changes({pair: item.write.status for pair, item in group.items()},
+                                     existing)
+            for pair in changes.unchanged:
+                self._done(group[pair], None)
+            for write in changes.writes:
+                if write.kind == CREATE:  # still not found: nothing to update
+                    self._failed(group[write.pair], "DUPLICATE_VALUE", "Already a campaign member.")
                 else:
-                    updates.append(_Pooled(
-                        MemberWrite(UPDATE, item.write.pair, {
-                            "attributes": {"type": "CampaignMember"}, "id": member[0],
-                            "Status": status}),
-                        object_type, item.segment_id, item.owner, item.batch, item.since))
+                    updates.append(dataclasses.replace(group[write.pair], write=write))
         self._add(updates)
 
     def _done(self, item: _Pooled, counted: str | None) -> None:
@@ -209,7 +206,7 @@ class CampaignSync:
             counts = self.counts[item.segment_id]
             if counted is not None:
                 setattr(counts, counted, getattr(counts, counted) + 1)
-            held = "removed" if write.kind == REMOVE else str(write.body["Status"])  # type: ignore[index]
+            held = write.status or "removed"
             counts.statuses[held] += 1
         self._settle(item)
 

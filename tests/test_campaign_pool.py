@@ -14,10 +14,13 @@ import pytest
 from _reliability import LiveRun, message_lines
 from conftest import CREDENTIALS, profile, run_target, seed_contacts, singer_lines
 
+from target_salesforce_crm.campaign_sync import CampaignSync
 from target_salesforce_crm.chunks import Chunk, Entry
+from target_salesforce_crm.deadletter import DeadLetter
 from target_salesforce_crm.delivery import Dispatcher
 from target_salesforce_crm.emulator import Emulator
-from target_salesforce_crm.rejections import Source
+from target_salesforce_crm.rejections import Rejector, Source
+from target_salesforce_crm.salesforce.campaigns import Campaign
 from target_salesforce_crm.stats import RunStats
 
 STATUSES = ("realized", "existing", "exited")
@@ -168,3 +171,56 @@ def test_a_deferred_chunk_holds_state_and_its_keys_until_released():
         assert dispatcher.done_through() == dispatcher.last_number == 4
     finally:
         dispatcher.shutdown()
+
+
+class _RacingOrg:
+    """A client stand-in: two members appear after the chunk's query (someone else added
+    them), so their creates are refused with DUPLICATE_VALUE; one holds the wanted status
+    already, the other does not."""
+
+    def __init__(self) -> None:
+        self.queries = 0
+        self.updates: list[dict] = []
+
+    def query(self, soql: str) -> list[dict]:
+        self.queries += 1
+        if self.queries == 1:
+            return []
+        return [{"Id": "00v000000000001AAA", "CampaignId": "701A", "ContactId": "003A",
+                 "Status": "realized"},
+                {"Id": "00v000000000002AAA", "CampaignId": "701A", "ContactId": "003B",
+                 "Status": "Sent"}]
+
+    def collections_create(self, records: list[dict]) -> list[dict]:
+        return [{"success": False, "errors": [{"statusCode": "DUPLICATE_VALUE",
+                                               "message": "Already a campaign member."}]}
+                for _ in records]
+
+    def collections_update(self, records: list[dict]) -> list[dict]:
+        self.updates.extend(records)
+        return [{"success": True} for _ in records]
+
+
+def test_a_member_added_after_the_query_is_updated_not_dead_lettered(tmp_path):
+    stats = RunStats()
+    source = Source("s", "Contact", stats.stream("s", "Contact"))
+    org = _RacingOrg()
+    dead_letter = DeadLetter(str(tmp_path / "rejected.jsonl"))
+    sync = CampaignSync(org, Rejector(dead_letter, stats),  # type: ignore[arg-type]
+                        campaigns={"seg-a": Campaign("701A", "A", frozenset(STATUSES))},
+                        status_values={}, remove_on_exit=False)
+    entries = [Entry(key, {"Id": key}, [(source, {})], memberships={"seg-a": "realized"})
+               for key in ("003A", "003B")]
+    failed: list[set[str]] = []
+    sync.sync(Chunk(source=source, segment_fields=(), entries=entries),
+              [(entry, entry.key) for entry in entries], then=failed.append)
+    assert failed == []  # pooled: fewer than 200 writes
+    sync.flush()
+    dead_letter.close()
+    assert failed == [set()]
+    assert org.updates == [{"attributes": {"type": "CampaignMember"},
+                            "id": "00v000000000002AAA", "Status": "realized"}]
+    counts = sync.report()["segments"]["seg-a"]
+    assert (counts["created"], counts["updated"], counts["statuses"]) == (0, 1, {"realized": 2})
+    assert not (tmp_path / "rejected.jsonl").exists() or \
+        (tmp_path / "rejected.jsonl").read_text() == ""

@@ -43,6 +43,11 @@ class MemberWrite:
     pair: tuple[str, str]  # (person Id, campaign Id)
     body: dict[str, Any] | str
 
+    @property
+    def status(self) -> str | None:
+        """The Status the member will hold; None for a removal."""
+        return None if isinstance(self.body, str) else str(self.body["Status"])
+
 
 @dataclass
 class MemberChanges:
