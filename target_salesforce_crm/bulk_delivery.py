@@ -58,8 +58,8 @@ from target_salesforce_crm.stats import RunStats
 LOGGER = logging.getLogger("target-salesforce-crm")
 # auto's hold (``hold_size``): a sink keeps up to bulk_threshold records of a new stream for a
 # few seconds (``sinks.HOLD_SECONDS``), so a stream that reaches the threshold sends them in its
-# job rather than ~50 collections calls (1,000,000 profiles: 74 API calls without the hold, 41
-# with it, see RESULTS.md); above MAX_HELD_RECORDS the memory it would take is not worth it
+# job rather than ~50 collections calls (1,000,000 profiles on a busy box: 74 API calls without
+# the hold, 41 with it, see RESULTS.md); above MAX_HELD_RECORDS the memory is not worth it
 MAX_HELD_RECORDS = 20_000
 
 
